@@ -1,0 +1,45 @@
+using Qimg.Block;
+using Qimg.Options;
+
+namespace Qimg.Formats;
+
+/// <summary>
+/// A disk image format: a stateless descriptor (QEMU's <c>BlockDriver</c> table) with probing, opening and creation.
+/// Opening returns the stateful <see cref="FormatNode"/>. One singleton per format.
+/// </summary>
+public abstract class FormatDriver
+{
+    /// <summary>The exact QEMU driver name, as given to <c>-f</c> and shown by <c>info</c>.</summary>
+    public abstract string Name { get; }
+
+    /// <summary>Whether images of this format can name a backing file.</summary>
+    public virtual bool SupportsBacking => false;
+
+    /// <summary>Whether <see cref="CreateAsync"/> is implemented.</summary>
+    public virtual bool SupportsCreate => false;
+
+    /// <summary>The format's create options in QEMU's order (for <c>-o</c> parsing and <c>-o help</c>).</summary>
+    public virtual IReadOnlyList<OptionDescriptor> CreateOptions => [];
+
+    /// <summary>
+    /// How sure this driver is that <paramref name="header"/> (the first bytes of the file, up to 2048) is its format:
+    /// 0 = not at all, 100 = certain by magic; raw answers 1. Pure: no I/O.
+    /// </summary>
+    public virtual int Probe(ReadOnlySpan<byte> header, string? fileName) => 0;
+
+    /// <summary>
+    /// Opens the image stored in <paramref name="file"/>, validating every header field before use. The returned node
+    /// owns <paramref name="file"/>. Backing files are not opened here: the driver records
+    /// <see cref="FormatNode.BackingFileName"/> and the opener attaches the backing node.
+    /// </summary>
+    /// <exception cref="InvalidDataException">The image is malformed or corrupt (message in qemu-img's words).</exception>
+    /// <exception cref="NotSupportedException">The image uses a feature qimg does not support.</exception>
+    public abstract ValueTask<FormatNode> OpenAsync(BlockNode file, ImageOpenContext context, CancellationToken cancellationToken = default);
+
+    /// <summary>Creates a new image as described by <paramref name="request"/>.</summary>
+    /// <exception cref="OptionException">An option value is invalid (message in qemu-img's words).</exception>
+    public virtual ValueTask CreateAsync(ImageCreateRequest request, CancellationToken cancellationToken = default) =>
+        throw new NotSupportedException($"Format driver '{Name}' does not support image creation");
+
+    public override string ToString() => Name;
+}

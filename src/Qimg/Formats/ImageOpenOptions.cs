@@ -1,0 +1,95 @@
+using Qimg.Block;
+using Qimg.Options;
+
+namespace Qimg.Formats;
+
+/// <summary>How <see cref="DiskImage.OpenAsync"/> opens an image and its backing chain.</summary>
+public sealed record ImageOpenOptions
+{
+    /// <summary>The format name (<c>-f</c>); null probes the file, as qemu-img does.</summary>
+    public string? Format { get; init; }
+
+    /// <summary>Open read-only (the default). Backing files are always opened read-only.</summary>
+    public bool ReadOnly { get; init; } = true;
+
+    /// <summary>Cache mode for the image (and its backing files).</summary>
+    public CacheMode Cache { get; init; } = CacheMode.Writeback;
+
+    /// <summary>Open even when another process holds conflicting image locks (<c>-U</c>); read-only only.</summary>
+    public bool ForceShare { get; init; }
+
+    /// <summary>Do not open the backing file (QEMU's <c>BDRV_O_NO_BACKING</c>); unallocated ranges then read as zero.</summary>
+    public bool NoBacking { get; init; }
+
+    /// <summary>Take QEMU's image locks (on by default, like QEMU's locking=auto on Linux).</summary>
+    public bool Locking { get; init; } = true;
+
+    /// <summary>The gate for files named inside image headers (backing files, data files).</summary>
+    public ImplicitOpenPolicy Policy { get; init; } = ImplicitOpenPolicy.Permissive;
+
+    /// <summary>The formats and protocols to use.</summary>
+    public FormatRegistry Registry { get; init; } = FormatRegistry.Default;
+
+    /// <summary>Driver options (from <c>--image-opts</c> or a <c>json:</c> file name) beyond driver and file name.</summary>
+    public OptionValues? DriverOptions { get; init; }
+
+    /// <summary>Receives warnings in qemu-img's words (the CLI prints them on stderr); null drops them.</summary>
+    public Action<string>? Warning { get; init; }
+}
+
+/// <summary>
+/// What a format driver gets while opening: the caller's options, whether the format was probed, and the way to open
+/// files the image names (through the <see cref="ImplicitOpenPolicy"/>).
+/// </summary>
+public sealed class ImageOpenContext
+{
+    internal ImageOpenContext(ImageOpenOptions options, string fileName, bool probed)
+    {
+        Options = options;
+        FileName = fileName;
+        Probed = probed;
+    }
+
+    public ImageOpenOptions Options { get; }
+
+    /// <summary>The name the image was opened by.</summary>
+    public string FileName { get; }
+
+    /// <summary>True when the format was guessed by probing rather than given.</summary>
+    public bool Probed { get; }
+
+    public bool ReadOnly => Options.ReadOnly;
+
+    public void Warn(string message) => Options.Warning?.Invoke(message);
+
+    /// <summary>
+    /// Opens a file named inside this image (an external data file) as a protocol node with the image's access mode,
+    /// after the policy allowed it. Relative names are resolved against the image's directory.
+    /// </summary>
+    public async ValueTask<BlockNode> OpenReferencedFileAsync(ImplicitOpenKind kind, string name, CancellationToken cancellationToken = default)
+    {
+        string resolved = DiskImage.ResolveRelativeTo(FileName, name);
+        Options.Policy.Authorize(new ImplicitOpenRequest(kind, FileName, resolved, null));
+        Protocols.ProtocolDriver protocol = Options.Registry.GetProtocol(resolved);
+        return await protocol.OpenAsync(resolved, new Protocols.ProtocolOpenOptions(Options.ReadOnly, Options.Cache, Options.ForceShare, Options.Locking), cancellationToken).ConfigureAwait(false);
+    }
+}
+
+/// <summary>Everything a format driver needs to create an image.</summary>
+/// <param name="FileName">The image file to create.</param>
+/// <param name="Size">The virtual size in bytes.</param>
+/// <param name="Options">The <c>-o</c> options (already validated against the format's and protocol's descriptors).</param>
+/// <param name="Protocol">The protocol that creates and opens the files.</param>
+/// <param name="Registry">The registry (for opening a backing file to check it, for example).</param>
+/// <param name="Policy">The gate for files the new image names.</param>
+public sealed record ImageCreateRequest(
+    string FileName,
+    long Size,
+    OptionValues Options,
+    Protocols.ProtocolDriver Protocol,
+    FormatRegistry Registry,
+    ImplicitOpenPolicy Policy)
+{
+    /// <summary>Receives warnings in qemu-img's words; null drops them.</summary>
+    public Action<string>? Warning { get; init; }
+}
