@@ -194,7 +194,10 @@ internal sealed class HeldImage : IDisposable
     }
 
     /// <summary>Starts `qemu-io ARGS -c "sleep 600000" FILE` and waits until its locks are visible in /proc/locks.</summary>
-    public static HeldImage Start(string path, params string[] arguments)
+    public static HeldImage Start(string path, params string[] arguments) => StartWithDevice(path, path, arguments);
+
+    /// <summary>As <see cref="Start"/>, with the qemu-io device argument given separately (an --image-opts string).</summary>
+    public static HeldImage StartWithDevice(string path, string device, params string[] arguments)
     {
         int before = Tools.LockedBytes(path).Count;
         var start = new ProcessStartInfo("qemu-io")
@@ -210,7 +213,7 @@ internal sealed class HeldImage : IDisposable
 
         start.ArgumentList.Add("-c");
         start.ArgumentList.Add("sleep 600000");
-        start.ArgumentList.Add(path);
+        start.ArgumentList.Add(device);
         Process process = Process.Start(start) ?? throw new InvalidOperationException("Could not start qemu-io");
         var held = new HeldImage(process);
         var clock = Stopwatch.StartNew();
