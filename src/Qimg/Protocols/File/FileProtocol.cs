@@ -96,6 +96,12 @@ public sealed class FileProtocol : ProtocolDriver
                 CheckDeviceWritable(handle);
             }
 
+            if (Libc.LSeek(handle, 0, Libc.SeekEnd) < 0)
+            {
+                // procfs files, for example: QEMU cannot size them either.
+                throw new ImageOpenException($"Could not refresh total sector count: {Libc.StrError(Libc.LastError)}");
+            }
+
             BlockLimits limits = options.Cache.Direct ? ProbeAlignment(handle, status) : BlockLimits.Default;
             bool locking = options.Locking && Libc.HasOfdLocks(handle);
             return ValueTask.FromResult<BlockNode>(new FileNode(path, handle, options, status, limits, locking));
