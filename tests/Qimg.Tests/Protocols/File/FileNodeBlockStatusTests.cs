@@ -104,8 +104,8 @@ public sealed class FileNodeBlockStatusTests : IDisposable
                 case "dd":
                     long offset = long.Parse(parts[1]);
                     long length = long.Parse(parts[2]);
-                    Tools.Check("dd", "if=/dev/urandom", $"of={path}", "bs=1", $"seek={offset}", $"count={length}",
-                        "conv=notrunc", "oflag=seek_bytes", "iflag=count_bytes", "status=none");
+                    Tools.Check("dd", "if=/dev/urandom", $"of={path}", "bs=65536", $"seek={offset}", $"count={length}",
+                        "conv=notrunc", "oflag=seek_bytes", "iflag=count_bytes,fullblock", "status=none");
                     break;
                 case "fallocate":
                     Tools.Check("fallocate", "-o", parts[1], "-l", parts[2], path);

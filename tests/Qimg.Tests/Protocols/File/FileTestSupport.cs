@@ -91,6 +91,12 @@ internal static class Tools
         string json = direct
             ? Check("qemu-img", "map", "--output=json", "--image-opts", $"driver={format},file.driver=file,file.filename={path},cache.direct=on")
             : Check("qemu-img", "map", "--output=json", "-f", format, path);
+        return ParseMap(json);
+    }
+
+    /// <summary>Parses `qemu-img map --output=json` output into comparable strings.</summary>
+    public static List<string> ParseMap(string json)
+    {
         var entries = new List<string>();
         using JsonDocument document = JsonDocument.Parse(json);
         foreach (JsonElement entry in document.RootElement.EnumerateArray())
