@@ -42,6 +42,15 @@ public abstract class FormatNode : BlockNode
     /// <summary>The "format-specific" info (type and data), or null when the format has none.</summary>
     public virtual FormatSpecificInfo? GetFormatSpecificInfo() => null;
 
+    /// <summary>True when every write must be compressed (QEMU's <c>needs_compressed_writes</c>, e.g. stream-optimized vmdk).</summary>
+    public virtual bool NeedsCompressedWrites => false;
+
+    /// <summary>
+    /// Called once after a run of <see cref="WriteFlags.Compressed"/> writes (convert -c) so the format can finish its
+    /// packed tail; QEMU signals this with a zero-length compressed write. The default does nothing.
+    /// </summary>
+    public virtual ValueTask CompleteCompressedWritesAsync(CancellationToken cancellationToken = default) => default;
+
     public override IReadOnlyList<BlockChild> Children
     {
         get
