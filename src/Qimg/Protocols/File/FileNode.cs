@@ -218,6 +218,9 @@ public sealed class FileNode : BlockNode
         }
     }
 
+    /// <summary>Tells the node that bytes up to <paramref name="end"/> were written behind its back (copy offloading).</summary>
+    internal void NoteWrittenUpTo(long end) => UpdateLength(end);
+
     private void UpdateLength(long end)
     {
         long current;
