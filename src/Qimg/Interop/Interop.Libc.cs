@@ -25,6 +25,21 @@ internal static partial class Libc
     [LibraryImport("libc", EntryPoint = "fstat", SetLastError = true)]
     private static unsafe partial int FStat(SafeHandle fd, byte* statBuffer);
 
+    /// <summary>True when the open file is a regular file (S_ISREG), false for devices, pipes and on error.</summary>
+    public static unsafe bool IsRegularFile(SafeHandle fd)
+    {
+        byte* buffer = stackalloc byte[256];
+        if (FStat(fd, buffer) != 0)
+        {
+            return false;
+        }
+
+        // st_mode follows st_dev and st_ino on arm64; on x86-64 st_nlink (8 bytes) comes first.
+        int modeOffset = RuntimeInformation.ProcessArchitecture == Architecture.X64 ? 24 : 16;
+        uint mode = *(uint*)(buffer + modeOffset);
+        return (mode & 0xF000) == 0x8000;
+    }
+
     /// <summary>st_blocks (512-byte units) of an open file, or -1 with errno set.</summary>
     public static unsafe long GetAllocatedBlocks(SafeHandle fd)
     {

@@ -18,6 +18,8 @@ public sealed class RawImage : FormatNode
 
     public override long Length => File.Length;
 
+    protected override bool HasZeroInitCore => File.HasZeroInit;
+
     protected override ValueTask ReadCoreAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken) =>
         File.ReadAsync(offset, buffer, cancellationToken);
 

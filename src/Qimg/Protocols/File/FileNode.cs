@@ -35,6 +35,9 @@ public sealed class FileNode : BlockNode
 
     public SafeFileHandle Handle => _handle;
 
+    /// <summary>A new regular file reads as zeroes (holes); a block device may hold anything.</summary>
+    protected override bool HasZeroInitCore => Libc.IsRegularFile(_handle);
+
     public override long GetAllocatedSize()
     {
         long blocks = Libc.GetAllocatedBlocks(_handle);
@@ -214,6 +217,9 @@ public sealed class FileNode : BlockNode
                 break;
         }
     }
+
+    /// <summary>Tells the node that bytes up to <paramref name="end"/> were written behind its back (copy offloading).</summary>
+    internal void NoteWrittenUpTo(long end) => UpdateLength(end);
 
     private void UpdateLength(long end)
     {
