@@ -36,8 +36,18 @@ internal static class CliApplication
         catch (Exception e)
         {
             // Last resort: one line, never a stack trace.
-            stdout.Flush();
-            stderr.Write($"{ProgramName}: {ErrorReporter.Describe(e)}\n");
+            string message;
+            try
+            {
+                stdout.Flush();
+                message = ErrorReporter.Format(e);
+            }
+            catch (Exception inner)
+            {
+                message = $"{ProgramName}: {e.GetType().Name}: {inner.GetType().Name}\n";
+            }
+
+            stderr.Write(message);
             return 1;
         }
         finally

@@ -97,7 +97,8 @@ internal sealed class CommandContext
     /// <summary>Reports an exception the way qemu-img would report the error behind it, with an optional prefix.</summary>
     public int Fail(Exception exception, string? prefix = null)
     {
-        ReportError((prefix ?? string.Empty) + ErrorReporter.Describe(exception));
+        Out.Flush();
+        Error.Write(ErrorReporter.Format(exception, prefix));
         return 1;
     }
 

@@ -254,7 +254,7 @@ internal static class CommandTable
             "       fully allocated\n" +
             "  '--output' takes the format in which the output must be done (human or json)\n" +
             "  '-n' skips the target volume creation (useful if the volume is created\n" +
-            "       prior to running qemu-img)\n" +
+            "       prior to running " + CliApplication.ProgramName + ")\n" +
             "\n" +
             "Parameters to bitmap subcommand:\n" +
             "  'bitmap' is the name of the bitmap to manipulate, through one or more\n" +

@@ -19,16 +19,12 @@ internal static class ErrorReporter
                 return Describe(aggregate.InnerExceptions[0]);
             case OptionException or OperationException or Diagnostics.ImageOpenException:
                 return exception.Message;
-            case FileNotFoundException or DirectoryNotFoundException:
-                return "No such file or directory";
-            case UnauthorizedAccessException:
-                return "Permission denied";
             case OutOfMemoryException or InsufficientMemoryException:
                 return "Cannot allocate memory";
             case Win32Exception win32:
                 return win32.Message;
             default:
-                string message = exception.Message;
+                string message = Diagnostics.ErrorText.Describe(exception);
                 return message.Length == 0 ? exception.GetType().Name : message;
         }
     }

@@ -64,7 +64,8 @@ internal static class TraceOptions
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                stderr.Write($"{CliApplication.ProgramName}: {eventsFile}: {ErrorReporter.Describe(e)}\n");
+                // QEMU reports it with the file as location and no space: "qemu-img:FILE: message".
+                stderr.Write($"{CliApplication.ProgramName}:{eventsFile}: {ErrorReporter.Describe(e)}\n");
                 throw new CliExitException(1);
             }
 
