@@ -1,4 +1,6 @@
 using System.Diagnostics.CodeAnalysis;
+using System.Globalization;
+using Qimg.Options;
 
 namespace Qimg.Cli;
 
@@ -100,6 +102,56 @@ internal sealed class CommandContext
         Out.Flush();
         Error.Write(ErrorReporter.Format(exception, prefix));
         return 1;
+    }
+
+    /// <summary>The secrets defined with <c>--object</c> so far.</summary>
+    public SecretStore Secrets { get; } = new();
+
+    /// <summary>
+    /// Processes an <c>--object</c> argument (QEMU's <c>user_creatable_process_cmdline</c>): defines the object, prints
+    /// the help it asked for and exits 0, or reports the error and exits 1.
+    /// </summary>
+    public void ProcessObject(string definition)
+    {
+        string? help;
+        try
+        {
+            help = UserObject.Process(definition, Secrets);
+        }
+        catch (OptionException e)
+        {
+            ReportError(e.Message);
+            throw new CliExitException(1);
+        }
+
+        if (help is not null)
+        {
+            Out.Write(help);
+            throw new CliExitException(0);
+        }
+    }
+
+    /// <summary>
+    /// qemu-img's <c>cvtnum_full</c>: a size argument between <paramref name="min"/> and <paramref name="max"/>, or null
+    /// after reporting qemu-img's two-line error (the caller then exits 1).
+    /// </summary>
+    public long? ConvertNumber(string name, string value, long min = 0, long max = long.MaxValue)
+    {
+        QemuSize.ParseResult result = QemuSize.TryParse(value, 'B', out ulong number, ReportWarning);
+        if (result == QemuSize.ParseResult.Invalid)
+        {
+            ReportError($"Invalid {name} specified. You may use k, M, G, T, P or E suffixes for");
+            ReportError("kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
+            return null;
+        }
+
+        if (result == QemuSize.ParseResult.OutOfRange || number > (ulong)max || (long)number < min)
+        {
+            ReportError(string.Create(CultureInfo.InvariantCulture, $"Invalid {name} specified. Must be between {min} and {max}."));
+            return null;
+        }
+
+        return (long)number;
     }
 
     /// <summary>The parsed value of an <c>--output</c> argument, or exits like qemu-img for anything but human/json.</summary>

@@ -125,7 +125,7 @@ internal static class CommandTable
             "create [--object objectdef] [-q] [-f fmt] [-b backing_file [-F backing_fmt]] [-u] [-o options] filename [size]",
             ":F:b:f:ho:qu",
             [Help, Object],
-            NotImplementedCommand.RunAsync),
+            CreateCommand.RunAsync),
         new("dd",
             "dd [--image-opts] [-U] [-f fmt] [-O output_fmt] [bs=block_size] [count=blocks] [skip=blocks] if=input of=output",
             ":hf:O:U",
