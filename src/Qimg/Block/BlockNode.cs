@@ -75,6 +75,16 @@ public abstract class BlockNode : IAsyncDisposable, IDisposable
     public virtual BlockLimits Limits => BlockLimits.Default;
 
     /// <summary>
+    /// True when a freshly created node reads as zeroes everywhere it was not written (QEMU's <c>bdrv_has_zero_init</c>):
+    /// never for a node with a backing file, otherwise as the driver says (<see cref="HasZeroInitCore"/>). Convert uses
+    /// it to skip writing zeroes into a new target.
+    /// </summary>
+    public bool HasZeroInit => Backing is null && HasZeroInitCore;
+
+    /// <summary>The driver's zero-initialization answer for a node without a backing file; false is always safe.</summary>
+    protected virtual bool HasZeroInitCore => false;
+
+    /// <summary>
     /// Bytes the node occupies on the host (QEMU's <c>bdrv_get_allocated_file_size</c>, "disk size" in <c>info</c>):
     /// by default the sum over the children that hold data or metadata, each counted once. -1 when unknown.
     /// </summary>

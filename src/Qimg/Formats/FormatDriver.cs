@@ -18,6 +18,9 @@ public abstract class FormatDriver
     /// <summary>Whether <see cref="CreateAsync"/> is implemented.</summary>
     public virtual bool SupportsCreate => false;
 
+    /// <summary>Whether open images accept <see cref="WriteFlags.Compressed"/> writes (QEMU's <c>block_driver_can_compress</c>).</summary>
+    public virtual bool SupportsCompressedWrites => false;
+
     /// <summary>The format's create options in QEMU's order (for <c>-o</c> parsing and <c>-o help</c>).</summary>
     public virtual IReadOnlyList<OptionDescriptor> CreateOptions => [];
 

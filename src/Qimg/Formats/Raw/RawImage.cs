@@ -56,6 +56,8 @@ public sealed class RawImage : FormatNode
     /// <summary>Sub-sector writes to a probed image are read-modify-write, so the first sector is always written whole.</summary>
     public override BlockLimits Limits => Probed ? BlockLimits.Default with { RequestAlignment = RawDriver.ProbeSize } : BlockLimits.Default;
 
+    protected override bool HasZeroInitCore => File.HasZeroInit;
+
     protected override ValueTask ReadCoreAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken) =>
         File.ReadAsync(offset + _offset, buffer, cancellationToken);
 

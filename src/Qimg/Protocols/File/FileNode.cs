@@ -78,6 +78,9 @@ public sealed class FileNode : BlockNode
     /// <summary>The permissions this node currently holds QEMU's image locks for (Unused when locking is off).</summary>
     public PermissionPair LockedPermissions => _locks?.Current ?? PermissionPair.Unused;
 
+    /// <summary>A new regular file reads as zeroes (holes); a device may hold anything (QEMU's <c>bdrv_has_zero_init_1</c> for "file" only).</summary>
+    protected override bool HasZeroInitCore => !_isDevice;
+
     /// <summary>Bytes allocated on the host: st_blocks × 512 (QEMU's <c>raw_get_allocated_file_size</c>).</summary>
     public override long GetAllocatedSize() =>
         Libc.FStat(_handle, out Libc.FileStatus status) == 0 ? status.Blocks * 512 : -1;
