@@ -39,9 +39,6 @@ internal static partial class Libc
     /// <c>Qimg.Diagnostics.ErrorText</c> expects).</summary>
     public static IOException IOError(int errno) => new(StrError(errno), errno);
 
-    /// <summary>An <see cref="IOException"/> with QEMU's "context: strerror" wording and the errno in HResult.</summary>
-    public static IOException IOError(int errno, string context) => new($"{context}: {StrError(errno)}", errno);
-
     public static int LastError => Marshal.GetLastPInvokeError();
 
     public static bool IsArm64 => RuntimeInformation.ProcessArchitecture == Architecture.Arm64;

@@ -425,18 +425,18 @@ public sealed class FileNode : BlockNode
 
         if (preallocation != PreallocationMode.Off)
         {
-            throw new IOException($"Preallocation mode '{preallocation.ToOptionValue()}' unsupported for this non-regular file", Libc.EOPNOTSUPP);
+            throw new FileIOException($"Preallocation mode '{preallocation.ToOptionValue()}' unsupported for this non-regular file", Libc.EOPNOTSUPP);
         }
 
         long current = FileLength;
         if (length != current && exact)
         {
-            throw new IOException("Cannot resize device files", Libc.EOPNOTSUPP);
+            throw new FileIOException("Cannot resize device files", Libc.EOPNOTSUPP);
         }
 
         if (length > current)
         {
-            throw new IOException("Cannot grow device files", Libc.EINVAL);
+            throw new FileIOException("Cannot grow device files", Libc.EINVAL);
         }
 
         return default;

@@ -349,7 +349,7 @@ public sealed class FileProtocol : ProtocolDriver
     {
         if (preallocation != PreallocationMode.Off)
         {
-            throw new IOException($"Unsupported preallocation mode '{preallocation.ToOptionValue()}'", Libc.EOPNOTSUPP);
+            throw new FileIOException($"Unsupported preallocation mode '{preallocation.ToOptionValue()}'", Libc.EOPNOTSUPP);
         }
 
         BlockNode node;
@@ -367,7 +367,7 @@ public sealed class FileProtocol : ProtocolDriver
             node.SetPermissions(PermissionPair.ForOpen(writable: true, noIo: false, resize: true, noShare: false));
             if (node.Length < size)
             {
-                throw new IOException("Cannot grow device files", Libc.EINVAL);
+                throw new FileIOException("Cannot grow device files", Libc.EINVAL);
             }
 
             long clear = Math.Min(node.Length, 512);
@@ -379,7 +379,7 @@ public sealed class FileProtocol : ProtocolDriver
                 }
                 catch (IOException e)
                 {
-                    throw new IOException($"Failed to clear the new image's first sector: {e.Message}", e.HResult);
+                    throw new FileIOException($"Failed to clear the new image's first sector: {e.Message}", e.HResult);
                 }
             }
 

@@ -31,13 +31,13 @@ internal static class FileTruncation
     {
         if (Libc.FStat(handle, out Libc.FileStatus status) is int statError and not 0)
         {
-            throw Libc.IOError(statError, "Could not stat file");
+            throw FileIOException.FromErrno(statError, "Could not stat file");
         }
 
         long current = status.Size;
         if (current > length && preallocation != PreallocationMode.Off)
         {
-            throw new IOException("Cannot use preallocation for shrinking files", Libc.EOPNOTSUPP);
+            throw new FileIOException("Cannot use preallocation for shrinking files", Libc.EOPNOTSUPP);
         }
 
         switch (preallocation)
@@ -45,7 +45,7 @@ internal static class FileTruncation
             case PreallocationMode.Off:
                 if (Libc.FTruncate(handle, length) is int errno and not 0)
                 {
-                    throw Libc.IOError(errno, "Could not resize file");
+                    throw FileIOException.FromErrno(errno, "Could not resize file");
                 }
 
                 if (current == 0 && length > 0)
@@ -65,7 +65,7 @@ internal static class FileTruncation
                 if (fallocError != 0)
                 {
                     RestoreLength(handle, current);
-                    throw Libc.IOError(fallocError, "Could not preallocate new data");
+                    throw FileIOException.FromErrno(fallocError, "Could not preallocate new data");
                 }
 
                 if (current == 0)
@@ -90,7 +90,7 @@ internal static class FileTruncation
                 return;
 
             default:
-                throw new IOException($"Unsupported preallocation mode: {preallocation.ToOptionValue()}", Libc.EOPNOTSUPP);
+                throw new FileIOException($"Unsupported preallocation mode: {preallocation.ToOptionValue()}", Libc.EOPNOTSUPP);
         }
     }
 
@@ -99,7 +99,7 @@ internal static class FileTruncation
         // Knowing the final size first lets the file system allocate in fewer, larger pieces.
         if (Libc.FTruncate(handle, length) is int errno and not 0)
         {
-            throw Libc.IOError(errno, "Could not resize file");
+            throw FileIOException.FromErrno(errno, "Could not resize file");
         }
 
         int align = Math.Max(1, limits.RequestAlignment);
@@ -121,7 +121,7 @@ internal static class FileTruncation
             long written = Libc.PWrite(handle, zeroes.GetSpan()[..chunk], offset);
             if (written <= 0)
             {
-                throw Libc.IOError(written < 0 ? (int)-written : Libc.ENOSPC, "Could not write zeros for preallocation");
+                throw FileIOException.FromErrno(written < 0 ? (int)-written : Libc.ENOSPC, "Could not write zeros for preallocation");
             }
 
             offset += written;
@@ -129,12 +129,12 @@ internal static class FileTruncation
 
         if (end != length && Libc.FTruncate(handle, length) is int cutError and not 0)
         {
-            throw Libc.IOError(cutError, "Could not resize file");
+            throw FileIOException.FromErrno(cutError, "Could not resize file");
         }
 
         if (Libc.FSync(handle) is int syncError and not 0)
         {
-            throw Libc.IOError(syncError, "Could not flush file to disk");
+            throw FileIOException.FromErrno(syncError, "Could not flush file to disk");
         }
     }
 

@@ -101,7 +101,7 @@ public sealed class FilePreallocationTests : IDisposable
         string path = _directory.File("qimg.raw");
         ToolResult qemu = Tools.Run("qemu-img", "create", "-q", "-f", "raw", "-o", "preallocation=metadata", qemuPath, "1M");
 
-        IOException error = await Assert.ThrowsAsync<IOException>(async () => await CreateRaw(path, 1 << 20, Options(("preallocation", "metadata"))));
+        FileIOException error = await Assert.ThrowsAsync<FileIOException>(async () => await CreateRaw(path, 1 << 20, Options(("preallocation", "metadata"))));
 
         Assert.Equal($"qemu-img: {qemuPath}: {error.Message}\n", qemu.Stderr);
         Assert.Equal("Unsupported preallocation mode: metadata", error.Message);
@@ -187,7 +187,7 @@ public sealed class FilePreallocationTests : IDisposable
         Tools.Check("qemu-img", "create", "-q", "-f", "raw", path, "1M");
         await using FormatNode image = await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = "raw", ReadOnly = false, Resize = true });
 
-        IOException error = await Assert.ThrowsAsync<IOException>(async () => await image.TruncateAsync(4096, PreallocationMode.Falloc));
+        FileIOException error = await Assert.ThrowsAsync<FileIOException>(async () => await image.TruncateAsync(4096, PreallocationMode.Falloc));
 
         Assert.Equal("Cannot use preallocation for shrinking files", error.Message);
         Assert.Equal(1L << 20, image.Length);
@@ -203,7 +203,7 @@ public sealed class FilePreallocationTests : IDisposable
         ToolResult qemu = Tools.Run("qemu-img", "resize", "-q", "-f", "raw", "--preallocation=metadata", qemuPath, "2M");
         await using FormatNode image = await DiskImage.OpenAsync(path, new ImageOpenOptions { Format = "raw", ReadOnly = false, Resize = true });
 
-        IOException error = await Assert.ThrowsAsync<IOException>(async () => await image.TruncateAsync(2 << 20, PreallocationMode.Metadata));
+        FileIOException error = await Assert.ThrowsAsync<FileIOException>(async () => await image.TruncateAsync(2 << 20, PreallocationMode.Metadata));
 
         Assert.Equal($"qemu-img: {error.Message}\n", qemu.Stderr);
         Assert.Equal(Tools.Stat(qemuPath), Tools.Stat(path));
