@@ -113,6 +113,18 @@ public abstract class BlockNode : IAsyncDisposable, IDisposable
         return any ? sum : -1;
     }
 
+    /// <summary>
+    /// Declares what this node's users need and what they let others do (QEMU's permission system, reduced to the
+    /// nodes whose storage other processes can see). File nodes take QEMU's image locks for it, so that QEMU, qemu-io,
+    /// qemu-nbd and other qimg processes see the image in use; the default does nothing. The opener
+    /// (<see cref="DiskImage"/>) calls this for every protocol node with the permissions QEMU would compute for it.
+    /// </summary>
+    /// <exception cref="IOException">Another process holds the image in a conflicting way (an
+    /// <see cref="Protocols.File.ImageLockException"/> for files, message and hint in QEMU's words).</exception>
+    public virtual void SetPermissions(PermissionPair permissions)
+    {
+    }
+
     // ---------------------------------------------------------------- read
 
     /// <summary>Reads <paramref name="buffer"/>.Length bytes at <paramref name="offset"/>; bytes past the end read as zero.</summary>

@@ -15,10 +15,14 @@ internal static class CopyOffload
     /// <summary>Copies the range in the kernel and returns true, or returns false when offloading is not possible here.</summary>
     public static ValueTask<bool> TryCopyAsync(BlockNode source, long sourceOffset, BlockNode target, long targetOffset, long length, CancellationToken cancellationToken)
     {
-        if (source is not RawImage { File: FileNode sourceFile } || target is not RawImage { File: FileNode targetFile } || target.IsReadOnly)
+        if (source is not RawImage { File: FileNode sourceFile } sourceRaw || target is not RawImage { File: FileNode targetFile } targetRaw || target.IsReadOnly)
         {
             return ValueTask.FromResult(false);
         }
+
+        // raw's offset option shifts guest offsets into the file.
+        sourceOffset += sourceRaw.Offset;
+        targetOffset += targetRaw.Offset;
 
         // Past the end of the source file the range reads as zero; leave such tails to the normal path.
         if (sourceOffset + length > sourceFile.FileLength)
