@@ -23,12 +23,18 @@ public static class DiskImage
     /// <exception cref="ImageOpenException">The image or a backing file cannot be opened (qemu-img's wording).</exception>
     /// <exception cref="InvalidDataException">The image is malformed.</exception>
     /// <exception cref="NotSupportedException">The image needs a feature qimg lacks.</exception>
-    public static ValueTask<FormatNode> OpenAsync(string fileName, ImageOpenOptions? options = null, CancellationToken cancellationToken = default) =>
-        OpenChainAsync(fileName, options ?? new ImageOpenOptions(), [], cancellationToken);
-
-    private static async ValueTask<FormatNode> OpenChainAsync(string fileName, ImageOpenOptions options, List<string> chain, CancellationToken cancellationToken)
+    public static ValueTask<FormatNode> OpenAsync(string fileName, ImageOpenOptions? options = null, CancellationToken cancellationToken = default)
     {
-        FormatNode image = await OpenOneAsync(fileName, options, cancellationToken).ConfigureAwait(false);
+        options ??= new ImageOpenOptions();
+        return OpenChainAsync(fileName, options, [], options.Permissions, cancellationToken);
+    }
+
+    /// <param name="permissions">What the users of this image need and share: the caller's for the top image, what the
+    /// image above asks of its backing file for the others (QEMU's permission propagation, which decides the image
+    /// locks each file takes).</param>
+    private static async ValueTask<FormatNode> OpenChainAsync(string fileName, ImageOpenOptions options, List<string> chain, PermissionPair permissions, CancellationToken cancellationToken)
+    {
+        FormatNode image = await OpenOneAsync(fileName, options, permissions, cancellationToken).ConfigureAwait(false);
         try
         {
             if (!options.NoBacking && image.BackingFileName is { Length: > 0 } backingName)
@@ -50,7 +56,7 @@ public static class DiskImage
                 FormatNode backing;
                 try
                 {
-                    backing = await OpenChainAsync(resolved, backingOptions, chain, cancellationToken).ConfigureAwait(false);
+                    backing = await OpenChainAsync(resolved, backingOptions, chain, permissions.ForCowChild(), cancellationToken).ConfigureAwait(false);
                 }
                 catch (ImageOpenException e) when (e.Message.EndsWith("creates an infinite loop.", StringComparison.Ordinal))
                 {
@@ -74,7 +80,7 @@ public static class DiskImage
     }
 
     /// <summary>Opens one image without its backing chain.</summary>
-    private static async ValueTask<FormatNode> OpenOneAsync(string fileName, ImageOpenOptions options, CancellationToken cancellationToken)
+    private static async ValueTask<FormatNode> OpenOneAsync(string fileName, ImageOpenOptions options, PermissionPair permissions, CancellationToken cancellationToken)
     {
         FormatRegistry registry = options.Registry;
         FormatDriver? format = null;
@@ -95,7 +101,10 @@ public static class DiskImage
                 probed = true;
             }
 
-            var context = new ImageOpenContext(options, fileName, probed);
+            // Take the file's image locks before the format reads or writes anything, as QEMU does when it attaches
+            // the file child: a conflicting user elsewhere fails the open here.
+            file.SetPermissions(format.GetFilePermissions(permissions, !options.ReadOnly, options.NoIo, options.DriverOptions));
+            var context = new ImageOpenContext(options, fileName, probed, permissions);
             return await format.OpenAsync(file, context, cancellationToken).ConfigureAwait(false);
         }
         catch

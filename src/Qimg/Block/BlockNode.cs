@@ -75,6 +75,16 @@ public abstract class BlockNode : IAsyncDisposable, IDisposable
     public virtual BlockLimits Limits => BlockLimits.Default;
 
     /// <summary>
+    /// True when a freshly created node reads as zeroes everywhere it was not written (QEMU's <c>bdrv_has_zero_init</c>):
+    /// never for a node with a backing file, otherwise as the driver says (<see cref="HasZeroInitCore"/>). Convert uses
+    /// it to skip writing zeroes into a new target.
+    /// </summary>
+    public bool HasZeroInit => Backing is null && HasZeroInitCore;
+
+    /// <summary>The driver's zero-initialization answer for a node without a backing file; false is always safe.</summary>
+    protected virtual bool HasZeroInitCore => false;
+
+    /// <summary>
     /// Bytes the node occupies on the host (QEMU's <c>bdrv_get_allocated_file_size</c>, "disk size" in <c>info</c>):
     /// by default the sum over the children that hold data or metadata, each counted once. -1 when unknown.
     /// </summary>
@@ -101,6 +111,18 @@ public abstract class BlockNode : IAsyncDisposable, IDisposable
         }
 
         return any ? sum : -1;
+    }
+
+    /// <summary>
+    /// Declares what this node's users need and what they let others do (QEMU's permission system, reduced to the
+    /// nodes whose storage other processes can see). File nodes take QEMU's image locks for it, so that QEMU, qemu-io,
+    /// qemu-nbd and other qimg processes see the image in use; the default does nothing. The opener
+    /// (<see cref="DiskImage"/>) calls this for every protocol node with the permissions QEMU would compute for it.
+    /// </summary>
+    /// <exception cref="IOException">Another process holds the image in a conflicting way (an
+    /// <see cref="Protocols.File.ImageLockException"/> for files, message and hint in QEMU's words).</exception>
+    public virtual void SetPermissions(PermissionPair permissions)
+    {
     }
 
     // ---------------------------------------------------------------- read

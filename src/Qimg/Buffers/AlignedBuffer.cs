@@ -26,6 +26,9 @@ public sealed unsafe class AlignedBuffer : MemoryManager<byte>
 
     public int Length => _length;
 
+    /// <summary>Frees the native memory.</summary>
+    public void Dispose() => ((IDisposable)this).Dispose();
+
     public override Span<byte> GetSpan()
     {
         ObjectDisposedException.ThrowIf(_pointer == null, this);

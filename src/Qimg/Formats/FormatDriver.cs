@@ -18,6 +18,9 @@ public abstract class FormatDriver
     /// <summary>Whether <see cref="CreateAsync"/> is implemented.</summary>
     public virtual bool SupportsCreate => false;
 
+    /// <summary>Whether open images accept <see cref="WriteFlags.Compressed"/> writes (QEMU's <c>block_driver_can_compress</c>).</summary>
+    public virtual bool SupportsCompressedWrites => false;
+
     /// <summary>The format's create options in QEMU's order (for <c>-o</c> parsing and <c>-o help</c>).</summary>
     public virtual IReadOnlyList<OptionDescriptor> CreateOptions => [];
 
@@ -35,6 +38,18 @@ public abstract class FormatDriver
     /// <exception cref="InvalidDataException">The image is malformed or corrupt (message in qemu-img's words).</exception>
     /// <exception cref="NotSupportedException">The image uses a feature qimg does not support.</exception>
     public abstract ValueTask<FormatNode> OpenAsync(BlockNode file, ImageOpenContext context, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// What an image of this format asks of its primary file when the image's users hold <paramref name="parent"/>
+    /// (QEMU's <c>bdrv_child_perm</c> for the "file" child). The default is a format that keeps data and metadata in
+    /// the file: it writes and resizes the file whenever the image is writable, and lets nobody else write or resize it.
+    /// </summary>
+    /// <param name="parent">What the image's users need and share.</param>
+    /// <param name="writable">The image is open for writing.</param>
+    /// <param name="noIo">The image is opened to read metadata only (QEMU's BDRV_O_NO_IO, as <c>info</c> does).</param>
+    /// <param name="driverOptions">The image's driver options (raw's offset and size change its answer), or null.</param>
+    public virtual PermissionPair GetFilePermissions(PermissionPair parent, bool writable, bool noIo, OptionValues? driverOptions) =>
+        parent.ForStorageChild(ChildRole.Data | ChildRole.Metadata, writable, noIo);
 
     /// <summary>Creates a new image as described by <paramref name="request"/>.</summary>
     /// <exception cref="OptionException">An option value is invalid (message in qemu-img's words).</exception>

@@ -42,6 +42,25 @@ public abstract class FormatNode : BlockNode
     /// <summary>The "format-specific" info (type and data), or null when the format has none.</summary>
     public virtual FormatSpecificInfo? GetFormatSpecificInfo() => null;
 
+    /// <summary>
+    /// Makes this read-only image show the internal snapshot with the given ID and/or name instead of the active
+    /// state (QEMU's <c>bdrv_snapshot_load_tmp</c>, used by convert -l). With both given, both must match; with one,
+    /// the ID is tried first, then the name.
+    /// </summary>
+    /// <exception cref="NotSupportedException">The format has no internal snapshots (qemu-img's wording).</exception>
+    /// <exception cref="KeyNotFoundException">No such snapshot ("Can't find snapshot").</exception>
+    public virtual ValueTask LoadSnapshotAsync(string? id, string? name, CancellationToken cancellationToken = default) =>
+        throw new NotSupportedException($"Block format '{DriverName}' used by device '' does not support temporarily loading internal snapshots");
+
+    /// <summary>True when every write must be compressed (QEMU's <c>needs_compressed_writes</c>, e.g. stream-optimized vmdk).</summary>
+    public virtual bool NeedsCompressedWrites => false;
+
+    /// <summary>
+    /// Called once after a run of <see cref="WriteFlags.Compressed"/> writes (convert -c) so the format can finish its
+    /// packed tail; QEMU signals this with a zero-length compressed write. The default does nothing.
+    /// </summary>
+    public virtual ValueTask CompleteCompressedWritesAsync(CancellationToken cancellationToken = default) => default;
+
     public override IReadOnlyList<BlockChild> Children
     {
         get

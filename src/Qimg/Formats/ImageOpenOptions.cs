@@ -24,6 +24,24 @@ public sealed record ImageOpenOptions
     /// <summary>Take QEMU's image locks (on by default, like QEMU's locking=auto on Linux).</summary>
     public bool Locking { get; init; } = true;
 
+    /// <summary>
+    /// QEMU's BDRV_O_NO_IO: the image is opened to read its metadata only (<c>info</c>), so no consistent read is
+    /// requested and a raw image takes no lock at all.
+    /// </summary>
+    public bool NoIo { get; init; }
+
+    /// <summary>QEMU's BDRV_O_RESIZE: the image will be resized (<c>resize</c>), which takes the "resize" permission.</summary>
+    public bool Resize { get; init; }
+
+    /// <summary>
+    /// QEMU's BDRV_O_NO_SHARE: while open, others may only read (<c>convert</c> opens its sources so), so a writer
+    /// elsewhere makes the open fail.
+    /// </summary>
+    public bool NoShare { get; init; }
+
+    /// <summary>The permissions the image's user takes and shares (QEMU's <c>blk_new_open</c> from the flags above).</summary>
+    public PermissionPair Permissions => PermissionPair.ForOpen(!ReadOnly, NoIo, Resize, NoShare);
+
     /// <summary>The gate for files named inside image headers (backing files, data files).</summary>
     public ImplicitOpenPolicy Policy { get; init; } = ImplicitOpenPolicy.Permissive;
 
@@ -44,11 +62,20 @@ public sealed record ImageOpenOptions
 public sealed class ImageOpenContext
 {
     internal ImageOpenContext(ImageOpenOptions options, string fileName, bool probed)
+        : this(options, fileName, probed, options.Permissions)
+    {
+    }
+
+    internal ImageOpenContext(ImageOpenOptions options, string fileName, bool probed, PermissionPair permissions)
     {
         Options = options;
         FileName = fileName;
         Probed = probed;
+        Permissions = permissions;
     }
+
+    /// <summary>What the users of the image being opened need and share (files it opens get their share of it).</summary>
+    public PermissionPair Permissions { get; }
 
     public ImageOpenOptions Options { get; }
 
@@ -71,7 +98,19 @@ public sealed class ImageOpenContext
         string resolved = DiskImage.ResolveRelativeTo(FileName, name);
         Options.Policy.Authorize(new ImplicitOpenRequest(kind, FileName, resolved, null));
         Protocols.ProtocolDriver protocol = Options.Registry.GetProtocol(resolved);
-        return await protocol.OpenAsync(resolved, new Protocols.ProtocolOpenOptions(Options.ReadOnly, Options.Cache, Options.ForceShare, Options.Locking), cancellationToken).ConfigureAwait(false);
+        BlockNode node = await protocol.OpenAsync(resolved, new Protocols.ProtocolOpenOptions(Options.ReadOnly, Options.Cache, Options.ForceShare, Options.Locking), cancellationToken).ConfigureAwait(false);
+        try
+        {
+            // A data file holds guest data only (QEMU's BDRV_CHILD_DATA role).
+            node.SetPermissions(Permissions.ForStorageChild(ChildRole.Data, !Options.ReadOnly, Options.NoIo));
+        }
+        catch
+        {
+            await node.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+
+        return node;
     }
 }
 

@@ -1,5 +1,3 @@
-using System.Globalization;
-
 namespace Qimg.Options;
 
 /// <summary>
@@ -129,60 +127,22 @@ public sealed class OptionValues
         }
     }
 
+    /// <summary>A number as QEMU's <c>parse_option_number</c> reads it (strtoull with base 0: decimal, 0x hex, 0 octal; a sign is accepted).</summary>
+    /// <exception cref="OptionException">Not a number, or not below 2^64.</exception>
     public static ulong ParseNumber(string key, string value)
     {
-        string text = value.TrimStart();
-        bool negative = false;
-        if (text.StartsWith('-') || text.StartsWith('+'))
+        QemuSize.ParseResult result = QemuSize.StrToU64(value, 0, 0, out ulong number, out int end);
+        if (result == QemuSize.ParseResult.OutOfRange && end == value.Length)
         {
-            negative = text[0] == '-';
-            text = text[1..];
+            throw new OptionException($"Value '{value}' is too large for parameter '{key}'");
         }
 
-        ulong number;
-        bool ok;
-        if (text.StartsWith("0x", StringComparison.OrdinalIgnoreCase) && text.Length > 2)
-        {
-            ok = ulong.TryParse(text.AsSpan(2), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out number);
-            if (!ok && text[2..].All(Uri.IsHexDigit))
-            {
-                throw new OptionException($"Value '{value}' is too large for parameter '{key}'");
-            }
-        }
-        else if (text.Length > 1 && text[0] == '0')
-        {
-            ok = text.All(static c => c is >= '0' and <= '7');
-            number = 0;
-            if (ok)
-            {
-                foreach (char c in text)
-                {
-                    if (number > ulong.MaxValue >> 3)
-                    {
-                        throw new OptionException($"Value '{value}' is too large for parameter '{key}'");
-                    }
-
-                    number = (number << 3) | (uint)(c - '0');
-                }
-            }
-        }
-        else
-        {
-            ok = text.Length > 0 && text.All(char.IsAsciiDigit) && ulong.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out number);
-            if (!ok && text.Length > 0 && text.All(char.IsAsciiDigit))
-            {
-                throw new OptionException($"Value '{value}' is too large for parameter '{key}'");
-            }
-
-            number = ok ? ulong.Parse(text, NumberStyles.None, CultureInfo.InvariantCulture) : 0;
-        }
-
-        if (!ok)
+        if (result != QemuSize.ParseResult.Ok || end != value.Length)
         {
             throw new OptionException($"Parameter '{key}' expects a number");
         }
 
-        return negative ? unchecked(0 - number) : number;
+        return number;
     }
 
     private int IndexOf(string key)

@@ -33,5 +33,12 @@ public abstract class ProtocolDriver
 
     /// <summary>Creates (or truncates) <paramref name="fileName"/> with <paramref name="size"/> bytes, honouring the protocol's create options.</summary>
     public virtual ValueTask CreateAsync(string fileName, long size, OptionValues options, CancellationToken cancellationToken = default) =>
+        CreateAsync(fileName, size, options, null, cancellationToken);
+
+    /// <summary>
+    /// Creates (or truncates) <paramref name="fileName"/> with <paramref name="size"/> bytes, honouring the protocol's
+    /// create options; non-fatal problems go to <paramref name="warning"/> (text after qemu-img's "warning: " prefix).
+    /// </summary>
+    public virtual ValueTask CreateAsync(string fileName, long size, OptionValues options, Action<string>? warning, CancellationToken cancellationToken = default) =>
         throw new NotSupportedException($"Protocol driver '{Name}' does not support image creation");
 }

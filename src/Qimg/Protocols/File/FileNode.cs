@@ -1,31 +1,65 @@
-using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 using Qimg.Block;
 using Qimg.Interop;
 
 namespace Qimg.Protocols.File;
 
-/// <summary>An open local file: positional I/O on a <see cref="SafeFileHandle"/>, holes via SEEK_DATA/SEEK_HOLE.</summary>
-/// <remarks>Thread-safe: every operation is a positional system call.</remarks>
+/// <summary>
+/// An open local file or host device (QEMU's file-posix "file" and "host_device" drivers): positional I/O on a
+/// descriptor opened with open(2), holes via SEEK_DATA/SEEK_HOLE, zeroing and discarding via fallocate(2), QEMU's
+/// image locks, and O_DIRECT with the alignment QEMU would probe.
+/// </summary>
+/// <remarks>
+/// <para>Thread-safe: every I/O operation is one or more positional system calls; permission changes happen while
+/// opening. Requests complete synchronously (the <see cref="ValueTask"/>s are already completed); parallelism comes
+/// from the callers issuing several requests at once.</para>
+/// <para>Reads past the end of the file read as zeroes; writes past the end extend the file. <see cref="Length"/> is
+/// the file size rounded up to 512 bytes as QEMU reports it; <see cref="FileLength"/> is the exact size.</para>
+/// <para>I/O errors surface as <see cref="IOException"/> whose HResult is the errno and whose message is strerror.</para>
+/// </remarks>
 public sealed class FileNode : BlockNode
 {
+    /// <summary>QEMU's MAX_BLOCKSIZE: the largest logical block size it expects.</summary>
+    internal const int MaxBlockSize = 4096;
+
     private readonly SafeFileHandle _handle;
     private readonly ProtocolOpenOptions _options;
+    private readonly FileLocks? _locks;
+    private readonly BlockLimits _limits;
+    private readonly bool _isDevice;
+    private readonly bool _isBlockDevice;
     private long _length;
+    private int _pageCacheInconsistent;
+    private volatile bool _hasWriteZeroes;
+    private volatile bool _hasDiscard = true;
+    private volatile bool _hasFallocate;
 
-    internal FileNode(string fileName, SafeFileHandle handle, ProtocolOpenOptions options)
+    internal FileNode(string fileName, SafeFileHandle handle, ProtocolOpenOptions options, Libc.FileStatus status, BlockLimits limits, bool locking)
         : base(fileName, options.ReadOnly)
     {
         _handle = handle;
         _options = options;
-        _length = RandomAccess.GetLength(handle);
+        _limits = limits;
+        _isDevice = !status.IsRegular;
+        _isBlockDevice = status.IsBlockDevice;
+        _hasFallocate = status.IsRegular;
+
+        // Linux leaves stale data in the page cache after BLKZEROOUT unless the device is opened with O_DIRECT.
+        _hasWriteZeroes = !_isBlockDevice || options.Cache.Direct;
+        _length = QueryLength();
+        if (locking)
+        {
+            _locks = new FileLocks(handle, fileName);
+        }
     }
 
-    public override string DriverName => "file";
+    /// <summary>"file" for regular files, "host_device" for block and character devices (as QEMU names them).</summary>
+    public override string DriverName => _isDevice ? "host_device" : "file";
 
     public override bool IsProtocol => true;
 
-    public override bool CanGrow => true;
+    /// <summary>Regular files grow when written past their end; devices do not.</summary>
+    public override bool CanGrow => !_isDevice;
 
     /// <summary>The exact size of the file in bytes.</summary>
     public long FileLength => Volatile.Read(ref _length);
@@ -33,82 +67,101 @@ public sealed class FileNode : BlockNode
     /// <summary>The file size rounded up to a multiple of 512, as QEMU reports protocol sizes.</summary>
     public override long Length => (FileLength + 511) & ~511L;
 
+    public override BlockLimits Limits => _limits;
+
+    /// <summary>The descriptor. Callers must not close it, move its file offset assumptions, or take locks on it.</summary>
     public SafeFileHandle Handle => _handle;
 
-    public override long GetAllocatedSize()
+    /// <summary>The cache mode the file was opened with.</summary>
+    public CacheMode Cache => _options.Cache;
+
+    /// <summary>The permissions this node currently holds QEMU's image locks for (Unused when locking is off).</summary>
+    public PermissionPair LockedPermissions => _locks?.Current ?? PermissionPair.Unused;
+
+    /// <summary>A new regular file reads as zeroes (holes); a device may hold anything (QEMU's <c>bdrv_has_zero_init_1</c> for "file" only).</summary>
+    protected override bool HasZeroInitCore => !_isDevice;
+
+    /// <summary>Bytes allocated on the host: st_blocks × 512 (QEMU's <c>raw_get_allocated_file_size</c>).</summary>
+    public override long GetAllocatedSize() =>
+        Libc.FStat(_handle, out Libc.FileStatus status) == 0 ? status.Blocks * 512 : -1;
+
+    /// <summary>
+    /// Takes QEMU's image locks for <paramref name="permissions"/> (with <c>-U</c>, everything is shared). A no-op when
+    /// locking is off.
+    /// </summary>
+    /// <exception cref="ImageLockException">Another process holds the image in a conflicting way.</exception>
+    public override void SetPermissions(PermissionPair permissions)
     {
-        long blocks = Libc.GetAllocatedBlocks(_handle);
-        return blocks < 0 ? -1 : blocks * 512;
+        ThrowIfDisposed();
+        if (_options.ForceShare)
+        {
+            permissions = permissions with { Shared = BlockPermissions.All };
+        }
+
+        _locks?.Change(permissions);
     }
+
+    // ---------------------------------------------------------------- read and write
 
     protected override ValueTask ReadCoreAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
     {
         Span<byte> span = buffer.Span;
-        while (!span.IsEmpty)
+        int done = 0;
+        while (done < span.Length)
         {
-            int read = RandomAccess.Read(_handle, span, offset);
+            long read = Libc.PRead(_handle, span[done..], offset + done);
+            if (read > 0)
+            {
+                done += (int)read;
+                continue;
+            }
+
             if (read == 0)
             {
-                // Past the end of the file: reads as zeroes.
-                span.Clear();
                 break;
             }
 
-            span = span[read..];
-            offset += read;
+            int errno = (int)-read;
+            if (errno == Libc.EINVAL && _options.Cache.Direct && done > 0)
+            {
+                // After a short O_DIRECT read at the end of the file, the next offset is unaligned: that is EOF.
+                break;
+            }
+
+            throw Libc.IOError(errno);
         }
 
+        // Past the end of the file: reads as zeroes.
+        span[done..].Clear();
         return default;
     }
 
     protected override ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> data, WriteFlags flags, CancellationToken cancellationToken)
     {
-        RandomAccess.Write(_handle, data.Span, offset);
-        UpdateLength(offset + data.Length);
-        if ((flags & WriteFlags.Fua) != 0 || _options.Cache.WriteThrough)
+        ReadOnlySpan<byte> span = data.Span;
+        int done = 0;
+        while (done < span.Length)
         {
-            RandomAccess.FlushToDisk(_handle);
-        }
-
-        return default;
-    }
-
-    protected override ValueTask<bool> TryWriteZeroesCoreAsync(long offset, long length, ZeroFlags flags, CancellationToken cancellationToken)
-    {
-        // Punching a hole keeps the size and reads back as zeroes; zero-range keeps the blocks allocated.
-        int mode = (flags & ZeroFlags.MayUnmap) != 0
-            ? Libc.FallocPunchHole | Libc.FallocKeepSize
-            : Libc.FallocZeroRange;
-        long end = offset + length;
-        if (end > FileLength && (mode & Libc.FallocPunchHole) != 0)
-        {
-            // The part past the end needs the file extended; a hole there reads as zero.
-            if (offset < FileLength && Libc.FAllocate(_handle, mode, offset, FileLength - offset) != 0)
+            long written = Libc.PWrite(_handle, span[done..], offset + done);
+            if (written < 0)
             {
-                return ValueTask.FromResult(false);
+                UpdateLength(offset + done);
+                throw Libc.IOError((int)-written);
             }
 
-            RandomAccess.SetLength(_handle, end);
-            UpdateLength(end);
-            return ValueTask.FromResult(true);
+            if (written == 0)
+            {
+                UpdateLength(offset + done);
+                throw Libc.IOError(Libc.EINVAL);
+            }
+
+            done += (int)written;
         }
 
-        if (Libc.FAllocate(_handle, mode, offset, length) != 0)
+        UpdateLength(offset + span.Length);
+        if ((flags & WriteFlags.Fua) != 0 || _options.Cache.WriteThrough)
         {
-            return ValueTask.FromResult(false);
-        }
-
-        UpdateLength(end);
-        return ValueTask.FromResult(true);
-    }
-
-    protected override ValueTask DiscardCoreAsync(long offset, long length, CancellationToken cancellationToken)
-    {
-        // Best effort, as in QEMU: a file system without hole punching keeps the data.
-        long end = Math.Min(offset + length, FileLength);
-        if (end > offset)
-        {
-            _ = Libc.FAllocate(_handle, Libc.FallocPunchHole | Libc.FallocKeepSize, offset, end - offset);
+            FlushToDisk();
         }
 
         return default;
@@ -116,30 +169,286 @@ public sealed class FileNode : BlockNode
 
     protected override ValueTask FlushCoreAsync(CancellationToken cancellationToken)
     {
-        if (!_options.Cache.NoFlush)
-        {
-            RandomAccess.FlushToDisk(_handle);
-        }
-
+        FlushToDisk();
         return default;
     }
 
-    protected override ValueTask TruncateCoreAsync(long length, PreallocationMode preallocation, bool exact, CancellationToken cancellationToken)
+    /// <summary>
+    /// fdatasync, unless the cache mode is "unsafe". After a failed fdatasync on a buffered file, the page cache may
+    /// hold pages marked clean that never reached the disk, so every later flush fails too (QEMU's
+    /// <c>page_cache_inconsistent</c>).
+    /// </summary>
+    private void FlushToDisk()
     {
-        long current = FileLength;
-        if (length < current || preallocation == PreallocationMode.Off || preallocation == PreallocationMode.Metadata)
+        if (_options.Cache.NoFlush)
         {
-            RandomAccess.SetLength(_handle, length);
+            return;
+        }
+
+        int inconsistent = Volatile.Read(ref _pageCacheInconsistent);
+        if (inconsistent != 0)
+        {
+            throw Libc.IOError(inconsistent);
+        }
+
+        int errno = Libc.FDataSync(_handle);
+        if (errno != 0)
+        {
+            if (!_options.Cache.Direct)
+            {
+                Volatile.Write(ref _pageCacheInconsistent, errno);
+            }
+
+            throw Libc.IOError(errno);
+        }
+    }
+
+    // ---------------------------------------------------------------- zeroes and discard
+
+    /// <summary>
+    /// QEMU's <c>handle_aiocb_write_zeroes[_unmap]</c>: with MayUnmap, punch a hole; otherwise (or when that is not
+    /// possible) FALLOC_FL_ZERO_RANGE, then punch-hole-and-reallocate, then plain fallocate past the end of the file.
+    /// Returns false when none works, so that the base class writes zero buffers (or fails with NoFallback).
+    /// </summary>
+    protected override ValueTask<bool> TryWriteZeroesCoreAsync(long offset, long length, ZeroFlags flags, CancellationToken cancellationToken)
+    {
+        bool done = _isBlockDevice
+            ? TryWriteZeroesDevice(offset, length, flags)
+            : TryWriteZeroesFile(offset, length, flags);
+        return ValueTask.FromResult(done);
+    }
+
+    private bool TryWriteZeroesFile(long offset, long length, ZeroFlags flags)
+    {
+        if (_isDevice)
+        {
+            return false;
+        }
+
+        long end = offset + length;
+        if ((flags & ZeroFlags.MayUnmap) != 0)
+        {
+            int ret = Libc.FAllocate(_handle, Libc.FallocPunchHole | Libc.FallocKeepSize, offset, length);
+            if (ret == 0)
+            {
+                // A hole punched with KEEP_SIZE does not extend the file; extend it so that the node covers the
+                // range like any other write (the new part is a hole and reads as zeroes).
+                if (end > FileLength)
+                {
+                    ExtendTo(end);
+                }
+
+                return true;
+            }
+
+            if (ret is not (Libc.EOPNOTSUPP or Libc.EINVAL or Libc.EBUSY))
+            {
+                throw Libc.IOError(ret);
+            }
+        }
+
+        if (_hasWriteZeroes)
+        {
+            int ret = Libc.FAllocate(_handle, Libc.FallocZeroRange, offset, length);
+            if (ret == 0)
+            {
+                RefreshLength();
+                return true;
+            }
+
+            if (ret == Libc.EOPNOTSUPP)
+            {
+                _hasWriteZeroes = false;
+            }
+            else if (ret != Libc.EINVAL)
+            {
+                // Some file systems refuse unaligned ranges with EINVAL; other errors are real.
+                throw Libc.IOError(ret);
+            }
+        }
+
+        if (_hasDiscard && _hasFallocate)
+        {
+            int ret = Libc.FAllocate(_handle, Libc.FallocPunchHole | Libc.FallocKeepSize, offset, length);
+            if (ret == 0)
+            {
+                ret = Libc.FAllocate(_handle, 0, offset, length);
+                if (ret == 0)
+                {
+                    RefreshLength();
+                    return true;
+                }
+
+                if (ret != Libc.EOPNOTSUPP)
+                {
+                    throw Libc.IOError(ret);
+                }
+
+                _hasFallocate = false;
+            }
+            else if (ret == Libc.EOPNOTSUPP)
+            {
+                _hasDiscard = false;
+            }
+            else if (ret != Libc.EINVAL)
+            {
+                throw Libc.IOError(ret);
+            }
+        }
+
+        if (_hasFallocate && offset >= Length)
+        {
+            // Extending the file with zeroes: plain fallocate does that.
+            int ret = Libc.FAllocate(_handle, 0, offset, length);
+            if (ret == 0)
+            {
+                RefreshLength();
+                return true;
+            }
+
+            if (ret != Libc.EOPNOTSUPP)
+            {
+                throw Libc.IOError(ret);
+            }
+
+            _hasFallocate = false;
+        }
+
+        return false;
+    }
+
+    private unsafe bool TryWriteZeroesDevice(long offset, long length, ZeroFlags flags)
+    {
+        if ((flags & ZeroFlags.MayUnmap) != 0)
+        {
+            int ret = Libc.FAllocate(_handle, Libc.FallocPunchHole | Libc.FallocKeepSize, offset, length);
+            if (ret == 0)
+            {
+                return true;
+            }
+
+            if (ret is not (Libc.EOPNOTSUPP or Libc.EINVAL or Libc.EBUSY))
+            {
+                throw Libc.IOError(ret);
+            }
+        }
+
+        // BLKZEROOUT may fall back to writing zeroes in the kernel, which NoFallback forbids.
+        if (!_hasWriteZeroes || (flags & ZeroFlags.NoFallback) != 0)
+        {
+            return false;
+        }
+
+        ulong* range = stackalloc ulong[2];
+        range[0] = (ulong)offset;
+        range[1] = (ulong)length;
+        int result = Libc.Ioctl(_handle, Libc.BLKZEROOUT, range);
+        if (result >= 0)
+        {
+            return true;
+        }
+
+        int errno = Libc.TranslateNotSupported(-result);
+        if (errno != Libc.EOPNOTSUPP)
+        {
+            throw Libc.IOError(errno);
+        }
+
+        _hasWriteZeroes = false;
+        return false;
+    }
+
+    /// <summary>
+    /// Punches a hole (files) or issues BLKDISCARD (block devices). As in QEMU, a file system or device that cannot
+    /// discard silently keeps the data; other failures are reported.
+    /// </summary>
+    protected override unsafe ValueTask DiscardCoreAsync(long offset, long length, CancellationToken cancellationToken)
+    {
+        if (!_hasDiscard)
+        {
+            return default;
+        }
+
+        int ret;
+        if (_isBlockDevice)
+        {
+            ulong* range = stackalloc ulong[2];
+            range[0] = (ulong)offset;
+            range[1] = (ulong)length;
+            int result = Libc.Ioctl(_handle, Libc.BLKDISCARD, range);
+            ret = result >= 0 ? 0 : Libc.TranslateNotSupported(-result);
+        }
+        else if (_isDevice)
+        {
+            ret = Libc.EOPNOTSUPP;
         }
         else
         {
-            Preallocate(_handle, current, length, preallocation, FileName);
+            ret = Libc.FAllocate(_handle, Libc.FallocPunchHole | Libc.FallocKeepSize, offset, length);
         }
 
-        Volatile.Write(ref _length, RandomAccess.GetLength(_handle));
+        if (ret == Libc.EOPNOTSUPP)
+        {
+            _hasDiscard = false;
+        }
+        else if (ret != 0)
+        {
+            throw Libc.IOError(ret);
+        }
+
         return default;
     }
 
+    // ---------------------------------------------------------------- resize
+
+    /// <summary>
+    /// Regular files are always resized to exactly <paramref name="length"/>, growing with <paramref name="preallocation"/>
+    /// as <see cref="FileTruncation"/> describes. Devices cannot be resized: shrinking is accepted when not
+    /// <paramref name="exact"/> (the device keeps its size), growing is refused.
+    /// </summary>
+    /// <exception cref="IOException">The resize failed (QEMU's message; HResult is the errno when there is one).</exception>
+    protected override ValueTask TruncateCoreAsync(long length, PreallocationMode preallocation, bool exact, CancellationToken cancellationToken)
+    {
+        if (!_isDevice)
+        {
+            try
+            {
+                FileTruncation.Truncate(_handle, length, preallocation, _limits);
+            }
+            finally
+            {
+                RefreshLength();
+            }
+
+            return default;
+        }
+
+        if (preallocation != PreallocationMode.Off)
+        {
+            throw new FileIOException($"Preallocation mode '{preallocation.ToOptionValue()}' unsupported for this non-regular file", Libc.EOPNOTSUPP);
+        }
+
+        long current = FileLength;
+        if (length != current && exact)
+        {
+            throw new FileIOException("Cannot resize device files", Libc.EOPNOTSUPP);
+        }
+
+        if (length > current)
+        {
+            throw new FileIOException("Cannot grow device files", Libc.EINVAL);
+        }
+
+        return default;
+    }
+
+    // ---------------------------------------------------------------- block status
+
+    /// <summary>
+    /// QEMU's <c>raw_co_block_status</c>: without <paramref name="wantZero"/> everything is data; otherwise
+    /// SEEK_DATA/SEEK_HOLE tell data from holes (a hole reads as zeroes). A data extent ending in a partial block at
+    /// the end of the file is rounded up to the request alignment. When the file system cannot say, everything is data.
+    /// </summary>
     protected override ValueTask<BlockStatus> GetBlockStatusCoreAsync(long offset, long length, bool wantZero, CancellationToken cancellationToken)
     {
         if (!wantZero)
@@ -149,70 +458,115 @@ public sealed class FileNode : BlockNode
 
         BlockStatusFlags flags;
         long count;
-        long data = Libc.LSeek(_handle, offset, Libc.SeekData);
-        if (data < 0)
+        int ret = FindAllocation(offset, out long data, out long hole);
+        if (ret == Libc.ENXIO)
         {
-            int errno = Marshal.GetLastPInvokeError();
-            // ENXIO: a trailing hole; anything else: no information, so pretend there are no holes.
-            flags = errno == Libc.ENXIO ? BlockStatusFlags.Zero : BlockStatusFlags.Data;
+            // A trailing hole.
+            flags = BlockStatusFlags.Zero;
             count = length;
         }
-        else if (data > offset)
+        else if (ret != 0)
+        {
+            // No information: pretend there are no holes.
+            flags = BlockStatusFlags.Data;
+            count = length;
+        }
+        else if (data == offset)
+        {
+            flags = BlockStatusFlags.Data;
+            count = hole - offset;
+            int align = Math.Max(1, _limits.RequestAlignment);
+            if (count % align != 0)
+            {
+                // Only the end of the file can end a data extent in the middle of a block.
+                count += align - count % align;
+            }
+        }
+        else
         {
             flags = BlockStatusFlags.Zero;
             count = data - offset;
         }
-        else
-        {
-            long hole = Libc.LSeek(_handle, offset, Libc.SeekHole);
-            if (hole <= offset)
-            {
-                flags = BlockStatusFlags.Data;
-                count = length;
-            }
-            else
-            {
-                flags = BlockStatusFlags.Data;
-                // A data extent may end in a partial sector at EOF; round up like QEMU.
-                count = (hole - offset + 511) & ~511L;
-            }
-        }
 
-        count = Math.Clamp(count, 1, length);
+        // The driver hook may not answer for more than it was asked.
+        count = Math.Min(count, length);
         return ValueTask.FromResult(new BlockStatus(flags | BlockStatusFlags.OffsetValid, count, this, offset));
     }
 
-    internal static void Preallocate(SafeFileHandle handle, long from, long to, PreallocationMode mode, string displayName)
+    /// <summary>
+    /// QEMU's <c>find_allocation</c>: 0 with <paramref name="data"/> = start and <paramref name="hole"/> = the next hole
+    /// when <paramref name="start"/> is in data, or <paramref name="hole"/> = start and <paramref name="data"/> = the next
+    /// data when it is in a hole; ENXIO in a trailing hole (or past the end); another errno when nothing is known.
+    /// </summary>
+    private int FindAllocation(long start, out long data, out long hole)
     {
-        if (to <= from)
+        data = 0;
+        hole = 0;
+        long offs = Libc.LSeek(_handle, start, Libc.SeekData);
+        if (offs < 0)
         {
-            RandomAccess.SetLength(handle, to);
-            return;
+            return Libc.LastError;
         }
 
-        switch (mode)
+        if (offs < start)
         {
-            case PreallocationMode.Off:
-            case PreallocationMode.Metadata:
-                RandomAccess.SetLength(handle, to);
-                break;
-            case PreallocationMode.Falloc:
-                if (Libc.FAllocate(handle, 0, from, to - from) != 0)
-                {
-                    throw new IOException($"Could not preallocate new data: {Marshal.GetPInvokeErrorMessage(Marshal.GetLastPInvokeError())}");
-                }
-
-                break;
-            case PreallocationMode.Full:
-                byte[] zeroes = new byte[1 << 20];
-                for (long offset = from; offset < to; offset += zeroes.Length)
-                {
-                    int chunk = (int)Math.Min(zeroes.Length, to - offset);
-                    RandomAccess.Write(handle, zeroes.AsSpan(0, chunk), offset);
-                }
-
-                break;
+            return Libc.EIO;
         }
+
+        if (offs > start)
+        {
+            hole = start;
+            data = offs;
+            return 0;
+        }
+
+        offs = Libc.LSeek(_handle, start, Libc.SeekHole);
+        if (offs < 0)
+        {
+            return Libc.LastError;
+        }
+
+        if (offs < start)
+        {
+            return Libc.EIO;
+        }
+
+        if (offs > start)
+        {
+            data = start;
+            hole = offs;
+            return 0;
+        }
+
+        // Data, then a hole at the same offset: a hole was dug between the two calls.
+        return Libc.EBUSY;
+    }
+
+    // ---------------------------------------------------------------- helpers
+
+    private long QueryLength()
+    {
+        long size = Libc.LSeek(_handle, 0, Libc.SeekEnd);
+        return size < 0 ? 0 : size;
+    }
+
+    private void RefreshLength()
+    {
+        if (!_isDevice)
+        {
+            Volatile.Write(ref _length, QueryLength());
+        }
+    }
+
+    private void ExtendTo(long end)
+    {
+        int errno = Libc.FTruncate(_handle, end);
+        if (errno != 0)
+        {
+            throw Libc.IOError(errno);
+        }
+
+        UpdateLength(end);
     }
 
     private void UpdateLength(long end)
@@ -227,8 +581,12 @@ public sealed class FileNode : BlockNode
         }
     }
 
+    /// <summary>Tells the node that bytes up to <paramref name="end"/> were written behind its back (copy offloading).</summary>
+    internal void NoteWrittenUpTo(long end) => UpdateLength(end);
+
     protected override ValueTask DisposeCoreAsync()
     {
+        // Closing the descriptor releases its OFD locks.
         _handle.Dispose();
         return default;
     }

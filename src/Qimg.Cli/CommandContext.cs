@@ -1,0 +1,182 @@
+using System.Diagnostics.CodeAnalysis;
+using System.Globalization;
+using Qimg.Options;
+
+namespace Qimg.Cli;
+
+/// <summary>
+/// What a running subcommand works with: its arguments, the output writers, and qemu-img's ways of reporting
+/// errors (<c>error_report</c>, <c>error_exit</c>, <c>missing_argument</c>…). One per invocation; nothing global.
+/// </summary>
+internal sealed class CommandContext
+{
+    private Getopt? _getopt;
+
+    public CommandContext(CommandDefinition command, string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        Command = command;
+        Args = args;
+        Out = stdout;
+        Error = stderr;
+    }
+
+    /// <summary>The command being run.</summary>
+    public CommandDefinition Command { get; }
+
+    /// <summary>The command's argument vector; index 0 is the command name (qemu-img's argv after the shift).</summary>
+    public string[] Args { get; }
+
+    public TextWriter Out { get; }
+
+    public TextWriter Error { get; }
+
+    /// <summary>The option scanner (created by the first <see cref="NextOption"/>).</summary>
+    public Getopt Getopt => _getopt ??= new Getopt(Args, Command.ShortOptions, Command.LongOptions, Error);
+
+    /// <summary>The argument of the option just returned by <see cref="NextOption"/>.</summary>
+    public string OptArg => Getopt.OptArg ?? string.Empty;
+
+    /// <summary>After the options: the operands, in order.</summary>
+    public ReadOnlySpan<string> Operands => Args.AsSpan(Getopt.OptInd);
+
+    /// <summary>
+    /// The next option of the command line, with qemu-img's common handling done here: a missing argument and an
+    /// unknown option end the command with qemu-img's messages, and -h/--help prints the help and exits 0.
+    /// Returns -1 when the options are over.
+    /// </summary>
+    public int NextOption()
+    {
+        while (true)
+        {
+            int c = Getopt.Next();
+            switch (c)
+            {
+                case ':':
+                    throw ErrorExit($"missing argument for option '{Getopt.PreviousArgument}'");
+                case '?':
+                    if (!Command.ShortOptions.StartsWith(':'))
+                    {
+                        // Commands that let getopt print its own message (measure) show the help instead.
+                        throw Help();
+                    }
+
+                    throw ErrorExit($"unrecognized option '{Getopt.PreviousArgument}'");
+                case 'h':
+                    throw Help();
+                default:
+                    return c;
+            }
+        }
+    }
+
+    /// <summary>Prints "qimg: message" on stderr (qemu's <c>error_report</c>).</summary>
+    public void ReportError(string message)
+    {
+        Out.Flush();
+        Error.Write($"{CliApplication.ProgramName}: {message}\n");
+    }
+
+    /// <summary>Prints "qimg: warning: message" on stderr (qemu's <c>warn_report</c>).</summary>
+    public void ReportWarning(string message) => ReportError("warning: " + message);
+
+    /// <summary>qemu-img's <c>error_exit</c>: the message, the "Try --help" line, exit status 1. Throw the result.</summary>
+    public CliExitException ErrorExit(string message) => CliApplication.ErrorExit(Error, message);
+
+    /// <summary>Prints the help text on stdout; throw the result to exit 0.</summary>
+    public CliExitException Help()
+    {
+        CommandTable.WriteHelp(Out);
+        return new CliExitException(0);
+    }
+
+    /// <summary>Reports <paramref name="message"/> and returns exit status 1 (qemu-img's <c>error_report</c> + <c>return 1</c>).</summary>
+    public int Fail(string message)
+    {
+        ReportError(message);
+        return 1;
+    }
+
+    /// <summary>Reports an exception the way qemu-img would report the error behind it, with an optional prefix.</summary>
+    public int Fail(Exception exception, string? prefix = null)
+    {
+        Out.Flush();
+        Error.Write(ErrorReporter.Format(exception, prefix));
+        return 1;
+    }
+
+    /// <summary>The secrets defined with <c>--object</c> so far.</summary>
+    public SecretStore Secrets { get; } = new();
+
+    /// <summary>
+    /// Processes an <c>--object</c> argument (QEMU's <c>user_creatable_process_cmdline</c>): defines the object, prints
+    /// the help it asked for and exits 0, or reports the error and exits 1.
+    /// </summary>
+    public void ProcessObject(string definition)
+    {
+        string? help;
+        try
+        {
+            help = UserObject.Process(definition, Secrets);
+        }
+        catch (OptionException e)
+        {
+            ReportError(e.Message);
+            throw new CliExitException(1);
+        }
+
+        if (help is not null)
+        {
+            Out.Write(help);
+            throw new CliExitException(0);
+        }
+    }
+
+    /// <summary>
+    /// qemu-img's <c>cvtnum_full</c>: a size argument between <paramref name="min"/> and <paramref name="max"/>, or null
+    /// after reporting qemu-img's two-line error (the caller then exits 1).
+    /// </summary>
+    public long? ConvertNumber(string name, string value, long min = 0, long max = long.MaxValue)
+    {
+        QemuSize.ParseResult result = QemuSize.TryParse(value, 'B', out ulong number, ReportWarning);
+        if (result == QemuSize.ParseResult.Invalid)
+        {
+            ReportError($"Invalid {name} specified. You may use k, M, G, T, P or E suffixes for");
+            ReportError("kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
+            return null;
+        }
+
+        if (result == QemuSize.ParseResult.OutOfRange || number > (ulong)max || (long)number < min)
+        {
+            ReportError(string.Create(CultureInfo.InvariantCulture, $"Invalid {name} specified. Must be between {min} and {max}."));
+            return null;
+        }
+
+        return (long)number;
+    }
+
+    /// <summary>The parsed value of an <c>--output</c> argument, or exits like qemu-img for anything but human/json.</summary>
+    public bool TryParseOutputFormat(string? output, out OutputFormat format, [NotNullWhen(false)] out string? error)
+    {
+        error = null;
+        format = OutputFormat.Human;
+        switch (output)
+        {
+            case null:
+            case "human":
+                return true;
+            case "json":
+                format = OutputFormat.Json;
+                return true;
+            default:
+                error = "--output must be used with human or json as argument.";
+                return false;
+        }
+    }
+}
+
+/// <summary>The two <c>--output</c> formats.</summary>
+internal enum OutputFormat
+{
+    Human,
+    Json,
+}

@@ -1,0 +1,26 @@
+using System.Runtime.InteropServices;
+
+namespace Qimg.Diagnostics;
+
+/// <summary>Turns exceptions into the short strerror-style texts qemu-img prints ("No space left on device").</summary>
+public static class ErrorText
+{
+    /// <summary>
+    /// The strerror text for an I/O failure when the exception carries an errno (.NET's Unix I/O exceptions put the raw
+    /// errno in HResult), the exception's own message otherwise.
+    /// </summary>
+    public static string Describe(Exception exception)
+    {
+        if (exception is IOException io && io.GetType() == typeof(IOException) && io.HResult is > 0 and < 4096)
+        {
+            return Marshal.GetPInvokeErrorMessage(io.HResult);
+        }
+
+        return exception switch
+        {
+            UnauthorizedAccessException => "Permission denied",
+            FileNotFoundException or DirectoryNotFoundException => "No such file or directory",
+            _ => exception.Message,
+        };
+    }
+}

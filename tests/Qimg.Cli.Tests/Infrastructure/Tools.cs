@@ -1,0 +1,54 @@
+using System.Diagnostics;
+
+namespace Qimg.Cli.Tests.Infrastructure;
+
+/// <summary>Runs the reference tools (qemu-img, qemu-io) and qimg itself (in-process).</summary>
+public static class Tools
+{
+    /// <summary>Runs qemu-img with <paramref name="args"/> in the C locale and UTC.</summary>
+    public static CommandResult QemuImg(params string[] args) => Run("qemu-img", args);
+
+    /// <summary>Runs qemu-io with <paramref name="args"/>; fails the test when it fails.</summary>
+    public static string QemuIo(params string[] args) => Ok("qemu-io", args);
+
+    /// <summary>Runs qemu-img and fails the test when it fails.</summary>
+    public static string QemuImgOk(params string[] args) => Ok("qemu-img", args);
+
+    /// <summary>Runs qimg in this process with <paramref name="args"/>.</summary>
+    public static CommandResult Qimg(params string[] args)
+    {
+        var stdout = new StringWriter { NewLine = "\n" };
+        var stderr = new StringWriter { NewLine = "\n" };
+        int code = CliApplication.Run(args, stdout, stderr);
+        return new CommandResult(code, stdout.ToString(), stderr.ToString());
+    }
+
+    public static CommandResult Run(string program, IEnumerable<string> args)
+    {
+        var start = new ProcessStartInfo(program)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        start.Environment["LC_ALL"] = "C";
+        start.Environment["TZ"] = "UTC";
+        foreach (string arg in args)
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        using Process process = Process.Start(start)!;
+        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
+        Task<string> stderr = process.StandardError.ReadToEndAsync();
+        process.WaitForExit();
+        return new CommandResult(process.ExitCode, stdout.Result, stderr.Result);
+    }
+
+    private static string Ok(string program, string[] args)
+    {
+        CommandResult result = Run(program, args);
+        Assert.True(result.ExitCode == 0, $"{program} {string.Join(' ', args)} failed: {result}");
+        return result.Stdout;
+    }
+}
