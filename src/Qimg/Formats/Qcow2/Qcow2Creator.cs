@@ -76,10 +76,6 @@ internal static class Qcow2Creator
             await image.InitializeNewAsync(options, cancellationToken).ConfigureAwait(false);
             await image.FlushAsync(cancellationToken).ConfigureAwait(false);
         }
-        catch (IOException e) when (e.HResult == Qcow2ThrowHelper.EFBIG)
-        {
-            throw new IOException("The image size is too large for file format 'qcow2' (try using a larger cluster size)", e);
-        }
         finally
         {
             if (image is not null)

@@ -32,10 +32,13 @@ public sealed class Qcow2Driver : FormatDriver
 
     public override async ValueTask<FormatNode> OpenAsync(BlockNode file, ImageOpenContext context, CancellationToken cancellationToken = default)
     {
+        // QEMU 7.2 opens the data file by its name as stored (relative to the working directory), and not at all when
+        // only metadata is needed (info, BDRV_O_NO_IO).
         var parameters = new Qcow2OpenParameters(
             context.ReadOnly,
             context.Options.Warning,
-            (name, ct) => context.OpenReferencedFileAsync(ImplicitOpenKind.DataFile, name, ct));
+            (name, ct) => context.OpenReferencedFileAsync(ImplicitOpenKind.DataFile, name, ct, relativeToImage: false),
+            SkipDataFile: context.Options.NoIo);
         return await Qcow2Image.OpenAsync(file, parameters, cancellationToken).ConfigureAwait(false);
     }
 
@@ -46,7 +49,7 @@ public sealed class Qcow2Driver : FormatDriver
     /// size (with preallocation) and record the backing file.
     /// </summary>
     /// <exception cref="OptionException">An option or option combination is invalid (QEMU's messages).</exception>
-    /// <exception cref="IOException">Writing failed, or the size is too large for the cluster size.</exception>
+    /// <exception cref="IOException">Writing failed; HResult 27 (EFBIG) when the size is too large for the cluster size.</exception>
     public override async ValueTask CreateAsync(ImageCreateRequest request, CancellationToken cancellationToken = default)
     {
         // The protocol sees only the options that are not qcow2's (QEMU deletes the format's own options first).
@@ -59,7 +62,7 @@ public sealed class Qcow2Driver : FormatDriver
             }
         }
 
-        await request.Protocol.CreateAsync(request.FileName, 0, protocolOptions, cancellationToken).ConfigureAwait(false);
+        await request.Protocol.CreateAsync(request.FileName, 0, protocolOptions, request.Warning, cancellationToken).ConfigureAwait(false);
         string? dataFileName = request.Options.GetString("data_file");
         ProtocolDriver? dataProtocol = null;
         bool success = false;
@@ -69,7 +72,7 @@ public sealed class Qcow2Driver : FormatDriver
             {
                 request.Policy.Authorize(new ImplicitOpenRequest(ImplicitOpenKind.DataFile, request.FileName, dataFileName, null));
                 dataProtocol = request.Registry.GetProtocol(dataFileName);
-                await dataProtocol.CreateAsync(dataFileName, 0, protocolOptions, cancellationToken).ConfigureAwait(false);
+                await dataProtocol.CreateAsync(dataFileName, 0, protocolOptions, request.Warning, cancellationToken).ConfigureAwait(false);
             }
 
             Qcow2CreateOptions options = Qcow2CreateOptions.Bind(request.Options, request.Size);

@@ -223,7 +223,7 @@ public sealed partial class Qcow2Image
                 _lock.Release();
                 try
                 {
-                    await PerformCowAsync(allocation, null, cancellationToken).ConfigureAwait(false);
+                    await PerformCowAsync(allocation, false, default, cancellationToken).ConfigureAwait(false);
                 }
                 finally
                 {

@@ -33,6 +33,7 @@ public sealed partial class Qcow2Image
     protected override async ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> data, WriteFlags flags, CancellationToken cancellationToken)
     {
         ThrowIfFailed();
+        ThrowIfDataFileMissing();
         if ((flags & WriteFlags.Compressed) != 0)
         {
             await WriteCompressedAsync(offset, data, cancellationToken).ConfigureAwait(false);
@@ -96,7 +97,7 @@ public sealed partial class Qcow2Image
             {
                 if (allocation.HasCow && !allocation.SkipCow)
                 {
-                    await PerformCowAsync(allocation, allocation == merged ? data : null, cancellationToken).ConfigureAwait(false);
+                    await PerformCowAsync(allocation, allocation == merged, data, cancellationToken).ConfigureAwait(false);
                     cowWritten = true;
                 }
             }
@@ -176,9 +177,9 @@ public sealed partial class Qcow2Image
     /// <summary>
     /// Copies the untouched parts of newly allocated clusters (QEMU's perform_cow): reads them through this image (the
     /// allocation is not linked yet, so the old contents show: backing file, old cluster or zeroes) and writes them to
-    /// the new clusters, with the guest data in between when <paramref name="data"/> is given.
+    /// the new clusters, with the guest <paramref name="data"/> in between when <paramref name="merge"/> is set.
     /// </summary>
-    private async ValueTask PerformCowAsync(Qcow2Allocation m, ReadOnlyMemory<byte>? data, CancellationToken cancellationToken)
+    private async ValueTask PerformCowAsync(Qcow2Allocation m, bool merge, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
     {
         (int startOffset, int startBytes) = m.CowStart;
         (int endOffset, int endBytes) = m.CowEnd;
@@ -205,9 +206,9 @@ public sealed partial class Qcow2Image
                 }
             }
 
-            if (data is { } guestData)
+            if (merge)
             {
-                guestData.Span.CopyTo(span.Span[startBytes..]);
+                data.Span.CopyTo(span.Span[startBytes..]);
                 await _dataFile.WriteAsync(m.HostOffset + startOffset, span, WriteFlags.None, cancellationToken).ConfigureAwait(false);
             }
             else

@@ -10,12 +10,14 @@ namespace Qimg.Formats.Qcow2;
 /// <param name="OpenDataFile">Opens the external data file the header names (through the open policy).</param>
 /// <param name="DataFile">An already opened data file node (image creation); the image then owns it.</param>
 /// <param name="FlushFile">Whether metadata writes are made durable with file flushes (off while creating, as QEMU does).</param>
+/// <param name="SkipDataFile">Do not open the external data file (metadata-only opens); guest data cannot be read then.</param>
 internal sealed record Qcow2OpenParameters(
     bool ReadOnly,
     Action<string>? Warning,
     Func<string, CancellationToken, ValueTask<BlockNode>>? OpenDataFile,
     BlockNode? DataFile = null,
-    bool FlushFile = true);
+    bool FlushFile = true,
+    bool SkipDataFile = false);
 
 /// <summary>
 /// An open qcow2 image (version 2 or 3): reads, block status, writes, zero writes, discards, flushes and info.
@@ -39,6 +41,7 @@ public sealed partial class Qcow2Image : FormatNode
     private readonly Qcow2Header _header;
     private readonly BlockNode _dataFile;
     private readonly bool _ownsDataFile;
+    private readonly bool _dataFileMissing;
     private readonly SemaphoreSlim _lock;
     private readonly Qcow2Refcounts _refcounts;
     private readonly Qcow2ClusterMap _map;
@@ -69,6 +72,7 @@ public sealed partial class Qcow2Image : FormatNode
         _header = header;
         _dataFile = dataFile;
         _ownsDataFile = ownsDataFile;
+        _dataFileMissing = header.HasExternalDataFile && dataFile == file;
         _refcounts = refcounts;
         _map = map;
         _snapshots = snapshots;
@@ -137,7 +141,7 @@ public sealed partial class Qcow2Image : FormatNode
                 children.Add(new("backing", Backing, ChildRole.Cow));
             }
 
-            if (HasExternalDataFile)
+            if (HasExternalDataFile && !_dataFileMissing)
             {
                 children.Add(new("data-file", _dataFile, ChildRole.Data));
             }
@@ -181,6 +185,10 @@ public sealed partial class Qcow2Image : FormatNode
                 {
                     dataFile = parameters.DataFile;
                 }
+                else if (parameters.SkipDataFile)
+                {
+                    // Metadata only: the image file stands in, and guest reads are refused.
+                }
                 else if (header.DataFile is not null && parameters.OpenDataFile is not null)
                 {
                     dataFile = await parameters.OpenDataFile(header.DataFile, cancellationToken).ConfigureAwait(false);
@@ -190,7 +198,7 @@ public sealed partial class Qcow2Image : FormatNode
                     throw new InvalidDataException("'data-file' is required for this image");
                 }
 
-                ownsDataFile = true;
+                ownsDataFile = dataFile != file;
             }
             else if (header.IsDataFileRaw)
             {
@@ -244,6 +252,7 @@ public sealed partial class Qcow2Image : FormatNode
 
     protected override async ValueTask ReadCoreAsync(long offset, Memory<byte> buffer, CancellationToken cancellationToken)
     {
+        ThrowIfDataFileMissing();
         while (!buffer.IsEmpty)
         {
             Qcow2Mapping mapping = await LookupAsync(offset, buffer.Length, cancellationToken).ConfigureAwait(false);
@@ -335,6 +344,7 @@ public sealed partial class Qcow2Image : FormatNode
     protected override async ValueTask<BlockStatus> GetBlockStatusCoreAsync(long offset, long length, bool wantZero, CancellationToken cancellationToken)
     {
         ThrowIfFailed();
+        ThrowIfDataFileMissing();
         bool preallocated = await IsMetadataPreallocatedAsync(cancellationToken).ConfigureAwait(false);
         Qcow2Mapping mapping = await LookupAsync(offset, length, cancellationToken).ConfigureAwait(false);
         BlockStatusFlags flags = BlockStatusFlags.None;
@@ -478,6 +488,14 @@ public sealed partial class Qcow2Image : FormatNode
     }
 
     // ------------------------------------------------------------ corruption
+
+    private void ThrowIfDataFileMissing()
+    {
+        if (_dataFileMissing)
+        {
+            throw new InvalidOperationException($"'{FileName}' was opened for metadata only; its data file is not open");
+        }
+    }
 
     private void ThrowIfFailed()
     {

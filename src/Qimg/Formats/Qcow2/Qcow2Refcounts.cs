@@ -65,8 +65,12 @@ internal sealed class Qcow2Refcounts
     /// <summary>Collect freed ranges instead of discarding them at once (QEMU's cache_discards).</summary>
     public bool CacheDiscards { get; set; }
 
-    /// <summary>Which kinds of frees pass a discard down to the file (QEMU's discard_passthrough).</summary>
-    public Func<Qcow2DiscardType, bool> DiscardPassthrough { get; set; } = static type => type is Qcow2DiscardType.Always or Qcow2DiscardType.Snapshot;
+    /// <summary>
+    /// Which kinds of frees pass a discard down to the file (QEMU's discard_passthrough). Guest discards are passed
+    /// down, as QEMU does for every image opened with BDRV_O_UNMAP (qemu-img convert, commit, qemu-io); without that
+    /// flag QEMU ignores discards altogether, which this seam has no way to ask for.
+    /// </summary>
+    public Func<Qcow2DiscardType, bool> DiscardPassthrough { get; set; } = static type => type is Qcow2DiscardType.Always or Qcow2DiscardType.Request or Qcow2DiscardType.Snapshot;
 
     /// <summary>Whether refcount updates must reach the disk before L2 updates (false while lazy refcounts keep the image dirty).</summary>
     public Func<bool> NeedAccurateRefcounts { get; set; } = static () => true;
