@@ -135,7 +135,7 @@ internal static class CommandTable
             "info [--object objectdef] [--image-opts] [-f fmt] [--output=ofmt] [--backing-chain] [-U] filename",
             ":f:hU",
             [Help, Format, Output, new("backing-chain", ArgumentKind.None, OptionBackingChain), Object, ImageOpts, ForceShare],
-            NotImplementedCommand.RunAsync),
+            InfoCommand.RunAsync),
         new("map",
             "map [--object objectdef] [--image-opts] [-f fmt] [--start-offset=offset] [--max-length=len] [--output=ofmt] [-U] filename",
             ":f:s:l:hU",
@@ -149,7 +149,7 @@ internal static class CommandTable
                 new("start-offset", ArgumentKind.Required, 's'),
                 new("max-length", ArgumentKind.Required, 'l'),
             ],
-            NotImplementedCommand.RunAsync),
+            MapCommand.RunAsync),
         new("measure",
             "measure [--output=ofmt] [-O output_fmt] [-o options] [--size N | [--object objectdef] [--image-opts] [-f fmt] [-l snapshot_param] filename]",
             // qemu-img 7.2 passes no leading ':' here, so getopt prints its own messages and '?' shows the help.

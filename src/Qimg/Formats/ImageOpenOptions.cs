@@ -51,7 +51,11 @@ public sealed record ImageOpenOptions
     /// <summary>Driver options (from <c>--image-opts</c> or a <c>json:</c> file name) beyond driver and file name.</summary>
     public OptionValues? DriverOptions { get; init; }
 
-    /// <summary>Receives warnings in qemu-img's words (the CLI prints them on stderr); null drops them.</summary>
+    /// <summary>
+    /// Receives warnings in qemu-img's words (the CLI prints them on stderr); null drops them. Most are QEMU
+    /// <c>warn_report</c> texts, which qemu-img prints as "qemu-img: warning: TEXT". A text starting with "WARNING: "
+    /// (raw's probing warning, several lines) is one QEMU prints verbatim with fprintf: print it as is, plus a newline.
+    /// </summary>
     public Action<string>? Warning { get; init; }
 }
 

@@ -1,0 +1,45 @@
+using System.Diagnostics.CodeAnalysis;
+using Qimg.Diagnostics;
+using Qimg.Formats;
+using Qimg.Operations;
+
+namespace Qimg.Cli;
+
+/// <summary>
+/// qemu-img's <c>img_open</c> for the commands: turns a file name with <c>-f</c>, or an <c>--image-opts</c> string,
+/// into an <see cref="ImageSource"/>, and builds the open options with qemu-img's defaults.
+/// </summary>
+internal static class ImageOpener
+{
+    /// <summary>The image source, or false after reporting qemu-img's error ("Could not open '…': …").</summary>
+    public static bool TryGetSource(CommandContext context, string fileName, string? format, bool imageOpts, [NotNullWhen(true)] out ImageSource? source)
+    {
+        source = null;
+        if (imageOpts && format is not null)
+        {
+            context.ReportError("--image-opts and --format are mutually exclusive");
+            return false;
+        }
+
+        try
+        {
+            source = imageOpts
+                ? ImageSource.FromImageOptions(fileName, context.ReportWarning)
+                : ImageSource.FromFileName(fileName, format);
+            return true;
+        }
+        catch (ImageOpenException e)
+        {
+            context.ReportError($"Could not open '{fileName}': {e.Message}");
+            return false;
+        }
+    }
+
+    /// <summary>Read-only open options as qemu-img uses them (writeback cache, qemu's locking, <c>-U</c> sharing).</summary>
+    public static ImageOpenOptions Options(CommandContext context, bool forceShare) => new()
+    {
+        ReadOnly = true,
+        ForceShare = forceShare,
+        Warning = context.ReportWarning,
+    };
+}
