@@ -204,7 +204,43 @@ public sealed class FileLockingTests : IDisposable
         }
         finally
         {
-            Tools.Run("kill", System.IO.File.ReadAllText(pidFile).Trim());
+            StopDaemon(pidFile);
+        }
+    }
+
+    /// <summary>Stops a forked qemu-nbd and waits until it is gone (SIGKILL if SIGTERM is not enough).</summary>
+    private static void StopDaemon(string pidFile)
+    {
+        if (!System.IO.File.Exists(pidFile))
+        {
+            return;
+        }
+
+        string pid = System.IO.File.ReadAllText(pidFile).Trim();
+        Tools.Run("kill", pid);
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (IsRunning(pid) && clock.Elapsed < TimeSpan.FromSeconds(5))
+        {
+            Thread.Sleep(20);
+        }
+
+        if (IsRunning(pid))
+        {
+            Tools.Run("kill", "-9", pid);
+        }
+    }
+
+    /// <summary>True while the process exists and is not a zombie (a container's init may be slow to reap it).</summary>
+    private static bool IsRunning(string pid)
+    {
+        try
+        {
+            string stat = System.IO.File.ReadAllText($"/proc/{pid}/stat");
+            return stat[(stat.LastIndexOf(')') + 2)..].StartsWith('Z') is false;
+        }
+        catch (IOException)
+        {
+            return false;
         }
     }
 
