@@ -129,6 +129,14 @@ internal sealed class Qcow2ClusterMap
         return l1;
     }
 
+    /// <summary>Makes another L1 table the active one in memory (a snapshot's, for read-only use).</summary>
+    public void ReplaceL1(ulong[] table, long offset)
+    {
+        _l1 = table;
+        _header.L1TableOffset = (ulong)offset;
+        _header.L1Size = (uint)table.Length;
+    }
+
     // ------------------------------------------------------------ L2 entry access
 
     public Qcow2L2Entry GetEntry(Qcow2CachedTable table, int index)

@@ -179,15 +179,16 @@ public sealed partial class Qcow2Image : FormatNode
         bool ownsDataFile = false;
         try
         {
-            if (header.HasExternalDataFile)
+            if (parameters.SkipDataFile && parameters.DataFile is null)
+            {
+                // Metadata only (QEMU's BDRV_O_NO_IO since the CVE-2024-4467 fix): the data file is neither opened nor
+                // checked; the image file stands in for it, and guest reads are refused.
+            }
+            else if (header.HasExternalDataFile)
             {
                 if (parameters.DataFile is not null)
                 {
                     dataFile = parameters.DataFile;
-                }
-                else if (parameters.SkipDataFile)
-                {
-                    // Metadata only: the image file stands in, and guest reads are refused.
                 }
                 else if (header.DataFile is not null && parameters.OpenDataFile is not null)
                 {
@@ -419,6 +420,79 @@ public sealed partial class Qcow2Image : FormatNode
         {
             await SignalCorruptionAsync(e).ConfigureAwait(false);
             throw;
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
+    // ------------------------------------------------------------ snapshots and zero init
+
+    /// <summary>
+    /// QEMU's qcow2_has_zero_init: an image without preallocated metadata reads as zero where it was not written; a
+    /// preallocated one only when its data file does (and it is not encrypted).
+    /// </summary>
+    protected override bool HasZeroInitCore
+    {
+        get
+        {
+            bool preallocated = _map.L1Size > 0 && _map.L1Entry(0) != 0;
+            return !preallocated || (!IsEncrypted && !_dataFileMissing && _dataFile.HasZeroInit);
+        }
+    }
+
+    /// <summary>
+    /// Shows an internal snapshot instead of the active state (QEMU's qcow2_snapshot_load_tmp): its L1 table becomes the
+    /// active one in memory; the virtual size stays. With both <paramref name="id"/> and <paramref name="name"/>, both
+    /// must match; otherwise the one given does.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The image is writable.</exception>
+    /// <exception cref="KeyNotFoundException">No such snapshot ("Can't find snapshot").</exception>
+    /// <exception cref="InvalidDataException">The snapshot's L1 table is invalid.</exception>
+    public override async ValueTask LoadSnapshotAsync(string? id, string? name, CancellationToken cancellationToken = default)
+    {
+        ThrowIfFailed();
+        if (id is null && name is null)
+        {
+            throw new ArgumentException("snapshot_id and name are both NULL");
+        }
+
+        if (!IsReadOnly)
+        {
+            throw new InvalidOperationException("Device is not readonly");
+        }
+
+        Qcow2Snapshot? snapshot = HasExternalDataFile ? null : _snapshots.Find(s => (id is null || s.Id == id) && (name is null || s.Name == name));
+        if (snapshot is null)
+        {
+            throw new KeyNotFoundException("Can't find snapshot");
+        }
+
+        if ((long)snapshot.L1Size * Qcow2Layout.L1EntrySize > Qcow2Layout.MaxL1TableBytes)
+        {
+            throw new InvalidDataException("Snapshot L1 table too large");
+        }
+
+        if ((ulong)long.MaxValue - (ulong)snapshot.L1Size * Qcow2Layout.L1EntrySize < snapshot.L1TableOffset
+            || (snapshot.L1TableOffset & (ulong)(_header.ClusterSize - 1)) != 0)
+        {
+            throw new InvalidDataException("Snapshot L1 table offset invalid");
+        }
+
+        byte[] raw = new byte[(long)snapshot.L1Size * Qcow2Layout.L1EntrySize];
+        await File.ReadAsync((long)snapshot.L1TableOffset, raw, cancellationToken).ConfigureAwait(false);
+        var table = new ulong[snapshot.L1Size];
+        for (int i = 0; i < table.Length; i++)
+        {
+            table[i] = BinaryPrimitives.ReadUInt64BigEndian(raw.AsSpan(i * 8));
+        }
+
+        await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            _map.ReplaceL1(table, (long)snapshot.L1TableOffset);
+            Volatile.Write(ref _preallocationState, 0);
         }
         finally
         {

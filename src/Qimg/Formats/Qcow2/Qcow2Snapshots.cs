@@ -76,8 +76,8 @@ internal static class Qcow2Snapshots
 
             ulong diskSize = extra.Length >= 16 ? BinaryPrimitives.ReadUInt64BigEndian(extra[8..]) : (ulong)virtualSize;
             ulong icount = extra.Length >= 24 ? BinaryPrimitives.ReadUInt64BigEndian(extra[16..]) : ulong.MaxValue;
-            string id = CString(rest.AsSpan((int)extraSize, idSize), MaxListedIdBytes);
-            string name = CString(rest.AsSpan((int)extraSize + idSize, nameSize), MaxListedNameBytes);
+            string id = CString(rest.AsSpan((int)extraSize, idSize), int.MaxValue);
+            string name = CString(rest.AsSpan((int)extraSize + idSize, nameSize), int.MaxValue);
 
             tableLength += Qcow2Layout.SnapshotHeaderSize + extraSize + idSize + nameSize;
             if (tableLength > Qcow2Layout.MaxSnapshotTableBytes || offset - tableStart > int.MaxValue)
@@ -105,8 +105,8 @@ internal static class Qcow2Snapshots
 
     /// <summary>The public view of a snapshot for <c>info</c>.</summary>
     public static SnapshotInfo ToInfo(Qcow2Snapshot snapshot) => new(
-        snapshot.Id,
-        snapshot.Name,
+        Truncate(snapshot.Id, MaxListedIdBytes),
+        Truncate(snapshot.Name, MaxListedNameBytes),
         snapshot.VmStateSize,
         snapshot.DateSeconds,
         snapshot.DateNanoseconds,
@@ -114,7 +114,14 @@ internal static class Qcow2Snapshots
         snapshot.InstructionCount == ulong.MaxValue ? null : snapshot.InstructionCount,
         snapshot.DiskSize);
 
-    /// <summary>A C string (up to the first NUL), cut to what QEMU's fixed-size listing buffers keep.</summary>
+    /// <summary>What QEMU's fixed-size listing buffers keep of a string (its first bytes).</summary>
+    private static string Truncate(string text, int maxBytes)
+    {
+        byte[] bytes = Encoding.UTF8.GetBytes(text);
+        return bytes.Length <= maxBytes ? text : Encoding.UTF8.GetString(bytes, 0, maxBytes);
+    }
+
+    /// <summary>A C string (up to the first NUL), cut to <paramref name="maxBytes"/>.</summary>
     private static string CString(ReadOnlySpan<byte> bytes, int maxBytes)
     {
         int nul = bytes.IndexOf((byte)0);

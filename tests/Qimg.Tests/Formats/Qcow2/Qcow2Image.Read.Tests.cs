@@ -173,6 +173,49 @@ public sealed class Qcow2ImageReadTests : IDisposable
         AssertSameBytes(ReadAllWithQemu(_dir, image), await ReadAllAsync(node));
     }
 
+    [Fact]
+    public async Task LoadSnapshot_ShowsSnapshotContent()
+    {
+        string image = _dir.File("load.qcow2");
+        QemuTools.Img("create", "-q", "-f", "qcow2", image, "1M");
+        QemuTools.Io(image, "write -P 1 0 1M");
+        QemuTools.Img("snapshot", "-c", "one", image);
+        QemuTools.Io(image, "write -P 2 0 512k");
+        QemuTools.Img("snapshot", "-c", "two", image);
+        QemuTools.Io(image, "write -P 3 0 64k");
+
+        await using FormatNode node = await OpenAsync(image);
+        await Assert.ThrowsAsync<KeyNotFoundException>(async () => await node.LoadSnapshotAsync("9", null));
+        await Assert.ThrowsAsync<KeyNotFoundException>(async () => await node.LoadSnapshotAsync("1", "two"));
+        await node.LoadSnapshotAsync(null, "two");
+        string raw = _dir.File("two.raw");
+        QemuTools.Img("convert", "-l", "snapshot.name=two", "-O", "raw", image, raw);
+        AssertSameBytes(File.ReadAllBytes(raw), await ReadAllAsync(node));
+        await node.LoadSnapshotAsync("1", null);
+        byte[] expected = new byte[1 << 20];
+        expected.AsSpan().Fill(1);
+        AssertSameBytes(expected, await ReadAllAsync(node));
+    }
+
+    [Fact]
+    public async Task HasZeroInit_FalseOnlyForPreallocatedOrBackedImages()
+    {
+        string plain = _dir.File("plain.qcow2");
+        string prealloc = _dir.File("prealloc-full.qcow2");
+        QemuTools.Img("create", "-q", "-f", "qcow2", plain, "1M");
+        QemuTools.Img("create", "-q", "-f", "qcow2", "-o", "preallocation=metadata", prealloc, "1M");
+        await using (FormatNode node = await OpenAsync(plain))
+        {
+            Assert.True(node.HasZeroInit);
+        }
+
+        await using (FormatNode node = await OpenAsync(prealloc))
+        {
+            // Preallocated clusters are file holes here: they read as zero, as the file does.
+            Assert.True(node.HasZeroInit);
+        }
+    }
+
     private static void AssertFormatSpecificInfoMatches(string image, FormatNode node)
     {
         using JsonDocument info = JsonDocument.Parse(QemuTools.Img("info", "--output=json", image));
