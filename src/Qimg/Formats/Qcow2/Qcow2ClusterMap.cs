@@ -1015,6 +1015,42 @@ internal sealed class Qcow2ClusterMap
         }
     }
 
+    /// <summary>
+    /// Allocates host bytes for a compressed cluster at <paramref name="guestOffset"/> and points its L2 entry at them
+    /// (QEMU's qcow2_alloc_compressed_cluster_offset). The guest cluster must not be allocated: compression cannot
+    /// overwrite anything.
+    /// </summary>
+    /// <returns>The host offset to write the compressed bytes to.</returns>
+    /// <exception cref="IOException">The cluster is already allocated (EIO).</exception>
+    public async ValueTask<long> AllocateCompressedAsync(long guestOffset, int compressedLength, CancellationToken cancellationToken)
+    {
+        (Qcow2CachedTable table, int l2Index) = await GetClusterTableAsync(guestOffset, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            Qcow2L2Entry old = GetEntry(table, l2Index);
+            if ((old.Entry & Qcow2Layout.L2OffsetMask) != 0)
+            {
+                throw Qcow2ThrowHelper.Errno(Qcow2ThrowHelper.EIO);
+            }
+
+            long hostOffset = await _refcounts.AllocateBytesAsync(compressedLength, cancellationToken).ConfigureAwait(false);
+            Qcow2MetadataCache.MarkDirty(table);
+
+            // Compressed clusters never have the copied flag.
+            SetEntry(table, l2Index, Qcow2L2Entry.MakeCompressed(hostOffset, compressedLength, ClusterBits));
+            if (HasSubclusters)
+            {
+                SetBitmap(table, l2Index, 0);
+            }
+
+            return hostOffset;
+        }
+        finally
+        {
+            L2Cache.Release(table);
+        }
+    }
+
     // ------------------------------------------------------------ discard and zeroing
 
     /// <summary>

@@ -20,6 +20,8 @@ public sealed class Qcow2Driver : FormatDriver
 
     public override bool SupportsCreate => true;
 
+    public override bool SupportsCompressedWrites => true;
+
     public override IReadOnlyList<OptionDescriptor> CreateOptions => Qcow2CreateOptions.Descriptors;
 
     /// <summary>QEMU's qcow2_probe: the magic and a version of at least 2, in a buffer holding a whole header.</summary>

@@ -230,9 +230,87 @@ public sealed partial class Qcow2Image
         }
     }
 
-    /// <summary>Writing compressed clusters is not implemented yet.</summary>
-    private ValueTask WriteCompressedAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken) =>
-        throw new NotSupportedException("qcow2: writing compressed clusters is not supported yet");
+    /// <summary>
+    /// Writes whole clusters compressed (QEMU's qcow2_co_pwritev_compressed_part): each cluster (the last one of an
+    /// image whose size is not cluster aligned is padded with zeroes) is compressed outside the lock; when it does not
+    /// shrink below a cluster it is written normally. The guest clusters must be unallocated.
+    /// </summary>
+    /// <exception cref="NotSupportedException">The image has an external data file.</exception>
+    /// <exception cref="ArgumentException">The request is not cluster aligned.</exception>
+    private async ValueTask WriteCompressedAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        if (HasExternalDataFile)
+        {
+            throw new NotSupportedException("qcow2: compressed writes are not supported with an external data file");
+        }
+
+        int clusterSize = _header.ClusterSize;
+        if ((offset & (clusterSize - 1)) != 0 || ((data.Length & (clusterSize - 1)) != 0 && offset + data.Length != Length))
+        {
+            throw new ArgumentException("Compressed writes must cover whole clusters", nameof(offset));
+        }
+
+        await PrepareForWritingAsync(cancellationToken).ConfigureAwait(false);
+        byte[] cluster = ArrayPool<byte>.Shared.Rent(clusterSize);
+        byte[] compressed = ArrayPool<byte>.Shared.Rent(clusterSize);
+        try
+        {
+            while (!data.IsEmpty)
+            {
+                int chunk = Math.Min(clusterSize, data.Length);
+                data.Span[..chunk].CopyTo(cluster);
+                cluster.AsSpan(chunk, clusterSize - chunk).Clear();
+                int length = Qcow2Compression.Compress(_header.CompressionType, cluster.AsSpan(0, clusterSize), compressed.AsSpan(0, clusterSize - 1));
+                if (length < 0)
+                {
+                    // Incompressible: stored as a normal cluster.
+                    await WriteCoreAsync(offset, data[..chunk], WriteFlags.None, cancellationToken).ConfigureAwait(false);
+                }
+                else
+                {
+                    long hostOffset;
+                    await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
+                    try
+                    {
+                        hostOffset = await _map.AllocateCompressedAsync(offset, length, cancellationToken).ConfigureAwait(false);
+                        CheckOverlap(hostOffset, length, Overlap.None, isData: true);
+                    }
+                    catch (InvalidDataException e) when (Qcow2ThrowHelper.IsCorruption(e))
+                    {
+                        await SignalCorruptionAsync(e).ConfigureAwait(false);
+                        throw;
+                    }
+                    finally
+                    {
+                        _lock.Release();
+                    }
+
+                    await File.WriteAsync(hostOffset, compressed.AsMemory(0, length), WriteFlags.None, cancellationToken).ConfigureAwait(false);
+                }
+
+                offset += chunk;
+                data = data[chunk..];
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(cluster);
+            ArrayPool<byte>.Shared.Return(compressed);
+        }
+    }
+
+    /// <summary>
+    /// Ends a run of compressed writes (QEMU's zero-length compressed write): the file is extended to a whole number of
+    /// sectors, so that the last compressed cluster can be read with sector-sized requests.
+    /// </summary>
+    public override async ValueTask CompleteCompressedWritesAsync(CancellationToken cancellationToken = default)
+    {
+        ThrowIfFailed();
+        if (!HasExternalDataFile)
+        {
+            await File.TruncateAsync(File.Length, PreallocationMode.Off, false, cancellationToken).ConfigureAwait(false);
+        }
+    }
 
     // ------------------------------------------------------------ zero writes and discards
 

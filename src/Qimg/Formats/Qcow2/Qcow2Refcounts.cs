@@ -37,6 +37,7 @@ internal sealed class Qcow2Refcounts
     private readonly List<(long Offset, long Length)> _discards = [];
     private ulong[] _table;
     private int _maxTableIndex;
+    private long _freeByteOffset;
 
     private Qcow2Refcounts(BlockNode file, Qcow2Header header, ulong[] table, Qcow2MetadataCache blockCache)
     {
@@ -198,6 +199,63 @@ internal sealed class Qcow2Refcounts
                 return free;
             }
         }
+    }
+
+    /// <summary>
+    /// Allocates <paramref name="size"/> bytes (at most a cluster) for a compressed cluster, packing them after the
+    /// previous compressed cluster when they fit (QEMU's qcow2_alloc_bytes): every host cluster the bytes touch gets one
+    /// more reference.
+    /// </summary>
+    /// <returns>The host offset of the bytes (usually not cluster aligned).</returns>
+    public async ValueTask<long> AllocateBytesAsync(int size, CancellationToken cancellationToken)
+    {
+        long offset = _freeByteOffset;
+        if (offset != 0 && await GetRefcountAsync(offset >> _clusterBits, cancellationToken).ConfigureAwait(false) == _maxRefcount)
+        {
+            offset = 0;
+        }
+
+        long freeInCluster = _clusterSize - (offset & (_clusterSize - 1));
+        bool again;
+        do
+        {
+            if (offset == 0 || freeInCluster < size)
+            {
+                long maxOffset = Math.Min((long)Qcow2L2Entry.CompressedOffsetMask(_clusterBits), Qcow2Layout.MaxClusterOffset);
+                long newCluster = await FindFreeClustersAsync(_clusterSize, maxOffset, cancellationToken).ConfigureAwait(false);
+                if (newCluster == 0)
+                {
+                    Qcow2ThrowHelper.Corruption("Preventing invalid allocation of compressed cluster at offset 0");
+                }
+
+                if (offset == 0 || ((offset + _clusterSize - 1) & ~(long)(_clusterSize - 1)) != newCluster)
+                {
+                    offset = newCluster;
+                    freeInCluster = _clusterSize;
+                }
+                else
+                {
+                    freeInCluster += _clusterSize;
+                }
+            }
+
+            again = await UpdateRefcountAsync(offset, size, 1, false, Qcow2DiscardType.Never, cancellationToken).ConfigureAwait(false);
+            if (again)
+            {
+                offset = 0;
+            }
+        }
+        while (again);
+
+        // The new references must reach the disk before the L2 entry that uses them.
+        await L2Cache.SetDependencyAsync(BlockCache, cancellationToken).ConfigureAwait(false);
+        _freeByteOffset = offset + size;
+        if ((_freeByteOffset & (_clusterSize - 1)) == 0)
+        {
+            _freeByteOffset = 0;
+        }
+
+        return offset;
     }
 
     /// <summary>Decrements the refcounts of the clusters in the range; failures are reported and leak the clusters, as in QEMU.</summary>

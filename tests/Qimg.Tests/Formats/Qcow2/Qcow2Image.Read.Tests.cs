@@ -216,6 +216,20 @@ public sealed class Qcow2ImageReadTests : IDisposable
         }
     }
 
+    [Fact]
+    public async Task AllocatedSize_MatchesQemuDiskSize()
+    {
+        string image = _dir.File("size.qcow2");
+        string data = _dir.File("size.data");
+        QemuTools.Img("create", "-q", "-f", "qcow2", "-o", $"data_file={data}", image, "4M");
+        QemuTools.Io(image, "write -P 1 0 1M", "write -P 2 3M 100k");
+        using JsonDocument info = JsonDocument.Parse(QemuTools.Img("info", "--output=json", image));
+        await using FormatNode metadataOnly = await DiskImage.OpenAsync(image, new ImageOpenOptions { NoIo = true });
+        Assert.Equal(info.RootElement.GetProperty("actual-size").GetInt64(), metadataOnly.GetAllocatedSize());
+        await using FormatNode full = await OpenAsync(image);
+        Assert.Equal(new FileInfo(image).Length > 0 ? metadataOnly.GetAllocatedSize() + full.Children[^1].Node.GetAllocatedSize() : 0, full.GetAllocatedSize());
+    }
+
     private static void AssertFormatSpecificInfoMatches(string image, FormatNode node)
     {
         using JsonDocument info = JsonDocument.Parse(QemuTools.Img("info", "--output=json", image));

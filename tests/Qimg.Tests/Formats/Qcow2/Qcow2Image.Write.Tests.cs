@@ -305,6 +305,59 @@ public sealed class Qcow2ImageWriteTests : IDisposable
         AssertSameBytes(ReadAllWithQemu(_dir, reference), ReadAllWithQemu(_dir, image));
     }
 
+    [Theory]
+    [InlineData("compression_type=zlib", 65536)]
+    [InlineData("compression_type=zstd", 65536)]
+    [InlineData("compression_type=zlib,cluster_size=4k", 4096)]
+    [InlineData("extended_l2=on,compression_type=zstd", 65536)]
+    public async Task WriteCompressed_SameFileAsQemuImgConvert(string options, int clusterSize)
+    {
+        // Clusters written compressed in guest order give the file qemu-img convert -c makes from the same data.
+        const int size = 1000 * 1024;
+        byte[] raw = new byte[size];
+        var writes = new List<(long Offset, int Length)>();
+        for (long offset = 0; offset < size; offset += 3L * clusterSize)
+        {
+            int length = (int)Math.Min(clusterSize, size - offset);
+            for (int j = 0; j < length; j++)
+            {
+                raw[offset + j] = (byte)(j % (int)(offset / clusterSize + 3) == 0 ? offset / clusterSize + 1 : 0);
+            }
+
+            writes.Add((offset, length));
+        }
+
+        // An incompressible cluster is stored normally, and the image ends in a partial cluster padded with zeroes.
+        new Random(5).NextBytes(raw.AsSpan(clusterSize, clusterSize));
+        writes.Insert(1, (clusterSize, clusterSize));
+        int tail = size % clusterSize == 0 ? clusterSize : size % clusterSize;
+        if (writes[^1].Offset != size - tail)
+        {
+            raw.AsSpan(size - tail, tail).Fill(0x3c);
+            writes.Add((size - tail, tail));
+        }
+
+        string image = _dir.File("compressed.qcow2");
+        QemuTools.Img("create", "-q", "-f", "qcow2", "-o", options, image, size.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        await using (FormatNode node = await OpenAsync(image, readOnly: false))
+        {
+            foreach ((long offset, int length) in writes)
+            {
+                await node.WriteAsync(offset, raw.AsMemory((int)offset, length), WriteFlags.Compressed);
+            }
+
+            await node.CompleteCompressedWritesAsync();
+        }
+
+        string source = _dir.File("source.raw");
+        string reference = _dir.File("reference.qcow2");
+        File.WriteAllBytes(source, raw);
+        QemuTools.Img("convert", "-c", "-f", "raw", "-O", "qcow2", "-o", options, source, reference);
+        AssertSameBytes(raw, ReadAllWithQemu(_dir, image));
+        AssertCheckClean(image);
+        AssertSameBytes(File.ReadAllBytes(reference), File.ReadAllBytes(image));
+    }
+
     /// <summary>Random writes, zero writes and discards at random alignments, mirrored into <paramref name="model"/>.</summary>
     internal static async Task RunRandomOperationsAsync(BlockNode node, byte[] model, Random random, int count)
     {
