@@ -80,7 +80,11 @@ internal sealed class CommandContext
     public void ReportWarning(string message) => ReportError("warning: " + message);
 
     /// <summary>qemu-img's <c>error_exit</c>: the message, the "Try --help" line, exit status 1. Throw the result.</summary>
-    public CliExitException ErrorExit(string message) => CliApplication.ErrorExit(Error, message);
+    public CliExitException ErrorExit(string message)
+    {
+        Out.Flush();
+        return CliApplication.ErrorExit(Error, message);
+    }
 
     /// <summary>Prints the help text on stdout; throw the result to exit 0.</summary>
     public CliExitException Help()

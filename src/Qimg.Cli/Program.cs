@@ -1,4 +1,4 @@
-using System.Text;
+using Qimg.Cli.Output;
 
 namespace Qimg.Cli;
 
@@ -6,18 +6,10 @@ internal static class Program
 {
     private static int Main(string[] args)
     {
-        // Buffered writers (map can print millions of lines); CliApplication flushes stdout before any stderr line.
-        var encoding = new UTF8Encoding(encoderShouldEmitUTF8Identifier: false);
-        using var stdout = new StreamWriter(Console.OpenStandardOutput(), encoding, 1 << 16) { AutoFlush = false, NewLine = "\n" };
-        using var stderr = new StreamWriter(Console.OpenStandardError(), encoding, 1 << 12) { AutoFlush = true, NewLine = "\n" };
-        try
-        {
-            return CliApplication.Run(args, stdout, stderr);
-        }
-        catch (IOException)
-        {
-            // stdout closed under us (EPIPE): nothing more can be said.
-            return 1;
-        }
+        // Buffered stdout (map can print millions of lines; messages flush it before writing to stderr), unbuffered
+        // stderr, both dropping output to a closed pipe as qemu-img does.
+        using var stdout = new StdioWriter(Console.OpenStandardOutput(), 1 << 16, autoFlush: false);
+        using var stderr = new StdioWriter(Console.OpenStandardError(), 1 << 12, autoFlush: true);
+        return CliApplication.Run(args, stdout, stderr);
     }
 }

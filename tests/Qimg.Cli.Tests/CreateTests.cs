@@ -10,18 +10,19 @@ public class CreateTests
 {
     /// <summary>
     /// Runs the command through qemu-img, sets aside what it created, runs it through qimg, and compares the output and
-    /// every file in the directory (size and content).
+    /// every new file in the directory (size and content). "{dir}" in the arguments stands for
+    /// <paramref name="directory"/>, or for a fresh temporary directory.
     /// </summary>
-    private static void AssertCreateSame(string[] args, Action<string>? setup = null)
+    internal static void AssertCreateSame(string[] args, string? directory = null)
     {
-        using var dir = new TempDirectory();
-        string[] argv = args.Select(a => a.Replace("{dir}", dir.Path, StringComparison.Ordinal)).ToArray();
-        setup?.Invoke(dir.Path);
-        string[] before = Directory.GetFiles(dir.Path);
+        using var temp = new TempDirectory();
+        string dir = directory ?? temp.Path;
+        string[] argv = args.Select(a => a.Replace("{dir}", dir, StringComparison.Ordinal)).ToArray();
+        string[] before = Directory.GetFiles(dir);
         CommandResult expected = Golden.Normalize(Tools.QemuImg(argv));
-        Dictionary<string, byte[]> qemuFiles = TakeNewFiles(dir.Path, before);
+        Dictionary<string, byte[]> qemuFiles = TakeNewFiles(dir, before);
         CommandResult actual = Tools.Qimg(argv);
-        Dictionary<string, byte[]> qimgFiles = TakeNewFiles(dir.Path, before);
+        Dictionary<string, byte[]> qimgFiles = TakeNewFiles(dir, before);
         Golden.AssertEqual(expected, actual, argv);
         Assert.Equal(qemuFiles.Keys.Order(), qimgFiles.Keys.Order());
         foreach ((string name, byte[] content) in qemuFiles)

@@ -33,6 +33,11 @@ public class InfoTests : IClassFixture<RawImages>
     [InlineData("info", "json:{\"file.filename\":\"{dir}/data.raw\"}")]
     [InlineData("info", "--object", "secret,id=s0,data=x", "{dir}/data.raw")]
     [InlineData("info", "{dir}/data.raw", "--output=json")]
+    [InlineData("info", "--image-opts", "driver=raw,file.filename={dir}/data.raw,read-only")]
+    [InlineData("info", "--image-opts", "driver=raw,file.filename={dir}/data.raw,noread-only")]
+    [InlineData("info", "--image-opts", "driver=raw,file.filename={dir}/data.raw,help")]
+    [InlineData("info", "--image-opts", "help")]
+    [InlineData("info", "--image-opts", "driver=raw,file.filename={dir}/data.raw,id=foo")]
     public void Info_Variants_SameAsQemuImg(params string[] args) => Golden.AssertSame(_raw.Expand(args));
 
     [Theory]

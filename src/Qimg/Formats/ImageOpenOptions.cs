@@ -95,11 +95,13 @@ public sealed class ImageOpenContext
 
     /// <summary>
     /// Opens a file named inside this image (an external data file) as a protocol node with the image's access mode,
-    /// after the policy allowed it. Relative names are resolved against the image's directory.
+    /// after the policy allowed it. Relative names are resolved against the image's directory, or, with
+    /// <paramref name="relativeToImage"/> false, used as they are (relative to the working directory, as QEMU 7.2 opens
+    /// qcow2 data files).
     /// </summary>
-    public async ValueTask<BlockNode> OpenReferencedFileAsync(ImplicitOpenKind kind, string name, CancellationToken cancellationToken = default)
+    public async ValueTask<BlockNode> OpenReferencedFileAsync(ImplicitOpenKind kind, string name, CancellationToken cancellationToken = default, bool relativeToImage = true)
     {
-        string resolved = DiskImage.ResolveRelativeTo(FileName, name);
+        string resolved = relativeToImage ? DiskImage.ResolveRelativeTo(FileName, name) : name;
         Options.Policy.Authorize(new ImplicitOpenRequest(kind, FileName, resolved, null));
         Protocols.ProtocolDriver protocol = Options.Registry.GetProtocol(resolved);
         BlockNode node = await protocol.OpenAsync(resolved, new Protocols.ProtocolOpenOptions(Options.ReadOnly, Options.Cache, Options.ForceShare, Options.Locking), cancellationToken).ConfigureAwait(false);

@@ -71,10 +71,8 @@ public sealed record ImageSource(string FileName, string? Format, OptionValues? 
         var options = new List<KeyValuePair<string, string>>(pairs.Count);
         foreach (OptionPair pair in pairs)
         {
-            if (pair.Name != "id")
-            {
-                options.Add(new(pair.Name, pair.Value));
-            }
+            // "id" too: qemu-img passes it on to the driver, which refuses it.
+            options.Add(new(pair.Name, pair.Value));
         }
 
         return FromOptions(options);

@@ -5,7 +5,7 @@ namespace Qimg.Cli.Tests.Infrastructure;
 /// <summary>Runs the reference tools (qemu-img, qemu-io) and qimg itself (in-process).</summary>
 public static class Tools
 {
-    /// <summary>Runs qemu-img with <paramref name="args"/> in the C locale and UTC.</summary>
+    /// <summary>Runs qemu-img with <paramref name="args"/> in the C locale and this process's time zone.</summary>
     public static CommandResult QemuImg(params string[] args) => Run("qemu-img", args);
 
     /// <summary>Runs qemu-io with <paramref name="args"/>; fails the test when it fails.</summary>
@@ -32,7 +32,8 @@ public static class Tools
             UseShellExecute = false,
         };
         start.Environment["LC_ALL"] = "C";
-        start.Environment["TZ"] = "UTC";
+        // qemu-img prints snapshot dates in local time; give it the zone this process (and so qimg) uses.
+        start.Environment["TZ"] = TimeZoneInfo.Local.Id is { Length: > 0 } zone && zone != "Local" ? zone : "UTC";
         foreach (string arg in args)
         {
             start.ArgumentList.Add(arg);

@@ -1,8 +1,11 @@
+using System.Buffers.Binary;
 using Qimg.Block;
+using Qimg.Options;
+using Qimg.Protocols;
 
 namespace Qimg.Formats.Qcow2;
 
-/// <summary>The qcow2 format (QEMU copy-on-write, version 2 and 3).</summary>
+/// <summary>The qcow2 format (QEMU copy-on-write, version 2 and 3): probing, opening and creation.</summary>
 public sealed class Qcow2Driver : FormatDriver
 {
     public static Qcow2Driver Instance { get; } = new();
@@ -15,9 +18,95 @@ public sealed class Qcow2Driver : FormatDriver
 
     public override bool SupportsBacking => true;
 
-    public override int Probe(ReadOnlySpan<byte> header, string? fileName) =>
-        header.Length >= 8 && header[0] == 'Q' && header[1] == 'F' && header[2] == 'I' && header[3] == 0xfb ? 100 : 0;
+    public override bool SupportsCreate => true;
 
-    public override ValueTask<FormatNode> OpenAsync(BlockNode file, ImageOpenContext context, CancellationToken cancellationToken = default) =>
-        throw new NotSupportedException("qcow2: not implemented yet");
+    public override bool SupportsCompressedWrites => true;
+
+    public override IReadOnlyList<OptionDescriptor> CreateOptions => Qcow2CreateOptions.Descriptors;
+
+    /// <summary>QEMU's qcow2_probe: the magic and a version of at least 2, in a buffer holding a whole header.</summary>
+    public override int Probe(ReadOnlySpan<byte> header, string? fileName) =>
+        header.Length >= Qcow2Header.FixedPartSize
+        && BinaryPrimitives.ReadUInt32BigEndian(header) == Qcow2Layout.Magic
+        && BinaryPrimitives.ReadUInt32BigEndian(header[Qcow2Layout.VersionOffset..]) >= 2
+            ? 100
+            : 0;
+
+    public override async ValueTask<FormatNode> OpenAsync(BlockNode file, ImageOpenContext context, CancellationToken cancellationToken = default)
+    {
+        // QEMU 7.2 opens the data file by its name as stored (relative to the working directory), and not at all when
+        // only metadata is needed (info, BDRV_O_NO_IO).
+        var parameters = new Qcow2OpenParameters(
+            context.ReadOnly,
+            context.Options.Warning,
+            (name, ct) => context.OpenReferencedFileAsync(ImplicitOpenKind.DataFile, name, ct, relativeToImage: false),
+            SkipDataFile: context.Options.NoIo);
+        return await Qcow2Image.OpenAsync(file, parameters, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Creates a qcow2 image with QEMU's layout (qcow2_co_create): the files are created, the options checked (a failure
+    /// deletes the files again, as QEMU does), a minimal header with a one-cluster refcount table and one refcount block
+    /// is written, and the image is then opened to count those clusters, write the full header, grow to the requested
+    /// size (with preallocation) and record the backing file.
+    /// </summary>
+    /// <exception cref="OptionException">An option or option combination is invalid (QEMU's messages).</exception>
+    /// <exception cref="IOException">Writing failed; HResult 27 (EFBIG) when the size is too large for the cluster size.</exception>
+    public override async ValueTask CreateAsync(ImageCreateRequest request, CancellationToken cancellationToken = default)
+    {
+        // The protocol sees only the options that are not qcow2's (QEMU deletes the format's own options first).
+        var protocolOptions = new OptionValues();
+        foreach (string key in request.Options.Keys)
+        {
+            if (!Qcow2CreateOptions.Descriptors.Any(d => d.Name == key) && request.Options.TryGet(key, out string value))
+            {
+                protocolOptions.Set(key, value);
+            }
+        }
+
+        await request.Protocol.CreateAsync(request.FileName, 0, protocolOptions, request.Warning, cancellationToken).ConfigureAwait(false);
+        string? dataFileName = request.Options.GetString("data_file");
+        ProtocolDriver? dataProtocol = null;
+        bool success = false;
+        try
+        {
+            if (dataFileName is not null)
+            {
+                request.Policy.Authorize(new ImplicitOpenRequest(ImplicitOpenKind.DataFile, request.FileName, dataFileName, null));
+                dataProtocol = request.Registry.GetProtocol(dataFileName);
+                await dataProtocol.CreateAsync(dataFileName, 0, protocolOptions, request.Warning, cancellationToken).ConfigureAwait(false);
+            }
+
+            Qcow2CreateOptions options = Qcow2CreateOptions.Bind(request.Options, request.Size);
+            await Qcow2Creator.CreateAsync(request, options, dataProtocol, cancellationToken).ConfigureAwait(false);
+            success = true;
+        }
+        finally
+        {
+            if (!success)
+            {
+                DeleteQuietly(request.Protocol, request.FileName);
+                if (dataProtocol is not null)
+                {
+                    DeleteQuietly(dataProtocol, dataFileName!);
+                }
+            }
+        }
+    }
+
+    private static void DeleteQuietly(ProtocolDriver protocol, string fileName)
+    {
+        if (protocol is not Protocols.File.FileProtocol)
+        {
+            return;
+        }
+
+        try
+        {
+            System.IO.File.Delete(Protocols.File.FileProtocol.PathOf(fileName));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+        }
+    }
 }

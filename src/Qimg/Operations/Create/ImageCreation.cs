@@ -62,7 +62,9 @@ public sealed class ImageCreation
         catch (IOException e) when (e.HResult == Efbig)
         {
             // qemu-img's message is more helpful than the driver's "File too large".
-            string hint = Values.Contains("cluster_size") && Values.GetSize("cluster_size", 0) != 0 ? " (try using a larger cluster size)" : string.Empty;
+            // Like qemu_opt_get_size, the option's default counts when it was not given.
+            string? clusterSize = Values.GetString("cluster_size") ?? OptionList.Find(Descriptors, "cluster_size")?.DefaultValue;
+            string hint = clusterSize is not null && OptionValues.ParseSize("cluster_size", clusterSize) != 0 ? " (try using a larger cluster size)" : string.Empty;
             throw new OperationException($"The image size is too large for file format '{Format.Name}'{hint}", e);
         }
     }

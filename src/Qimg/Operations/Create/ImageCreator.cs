@@ -141,7 +141,7 @@ public static class ImageCreator
     }
 
     /// <summary>
-    /// Opens the backing file (with its chain, read-only, without locking it against other users) as QEMU does to
+    /// Opens the backing file (with its chain, read-only, metadata only, sharing it with other users) as QEMU does to
     /// validate it, insists on a backing format, and returns the size to use (the backing file's when none was given).
     /// </summary>
     private static async ValueTask<ulong> CheckBackingFileAsync(CreateImageOptions options, string backingFile, string? backingFormat, ulong size, OptionValues values, CancellationToken cancellationToken)
@@ -153,6 +153,7 @@ public static class ImageCreator
             Format = backingFormat,
             ReadOnly = true,
             ForceShare = true,
+            NoIo = true,
             Registry = options.Registry,
             Policy = options.Policy,
             Warning = options.Warning,

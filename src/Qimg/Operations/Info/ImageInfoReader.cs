@@ -49,7 +49,8 @@ public static class ImageInfoReader
         var seenFiles = new HashSet<string>(StringComparer.Ordinal);
         string? fileName = source.FileName;
         string? format = source.Format;
-        Formats.ImageOpenOptions openOptions = options with { Format = source.Format, NoBacking = true, ReadOnly = true, DriverOptions = source.DriverOptions };
+        // qemu-img info opens with BDRV_O_NO_BACKING | BDRV_O_NO_IO: metadata only (a qcow2 data file stays closed).
+        Formats.ImageOpenOptions openOptions = options with { Format = source.Format, NoBacking = true, NoIo = true, ReadOnly = true, DriverOptions = source.DriverOptions };
         string name = displayName;
         while (fileName is not null)
         {
