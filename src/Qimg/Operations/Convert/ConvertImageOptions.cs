@@ -40,8 +40,11 @@ public sealed record ConvertImageOptions
     /// <summary>The existing target already reads as zeroes (<c>--target-is-zero</c>, needs <see cref="SkipCreate"/>).</summary>
     public bool TargetIsZero { get; init; }
 
-    /// <summary>The target's cache mode (<c>-t</c>); qemu-img converts with "unsafe" (no flushes) by default.</summary>
-    public CacheMode TargetCache { get; init; } = new(false, false, true);
+    /// <summary>
+    /// The target's cache mode name (<c>-t</c>); qemu-img converts with "unsafe" (no flushes) by default. Like qemu-img,
+    /// an invalid name is only reported after the target was created.
+    /// </summary>
+    public string TargetCacheMode { get; init; } = "unsafe";
 
     /// <summary>The sources' cache mode (<c>-T</c>).</summary>
     public CacheMode SourceCache { get; init; } = CacheMode.Writeback;

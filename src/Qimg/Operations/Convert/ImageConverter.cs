@@ -96,7 +96,12 @@ public static class ImageConverter
                 await CreateTargetAsync(options, targetFormat!, createValues!, totalSize, cancellationToken).ConfigureAwait(false);
             }
 
-            target = await OpenTargetAsync(options, cancellationToken).ConfigureAwait(false);
+            if (!CacheMode.TryParse(options.TargetCacheMode, out CacheMode targetCache))
+            {
+                throw new OperationException($"Invalid cache option: {options.TargetCacheMode}");
+            }
+
+            target = await OpenTargetAsync(options, targetCache, cancellationToken).ConfigureAwait(false);
             if (copy.Compressed && !(options.Registry.FindFormat(target.DriverName)?.SupportsCompressedWrites ?? false))
             {
                 throw new OperationException("Compression not supported for this file format");
@@ -170,7 +175,7 @@ public static class ImageConverter
         }
         catch (Exception e) when (e is IOException or InvalidDataException or NotSupportedException or UnauthorizedAccessException)
         {
-            throw new OperationException($"Could not open '{name}': {e.Message}", e);
+            throw new OperationException($"Could not open '{name}': {ErrorText.Describe(e)}", e);
         }
     }
 
@@ -283,19 +288,19 @@ public static class ImageConverter
         }
         catch (Exception e) when (e is IOException or OptionException or NotSupportedException or UnauthorizedAccessException or InvalidDataException or OperationException)
         {
-            throw new OperationException($"{options.Target}: error while converting {format.Name}: {e.Message}", e);
+            throw new OperationException($"{options.Target}: error while converting {format.Name}: {ErrorText.Describe(e)}", e);
         }
     }
 
-    private static async ValueTask<FormatNode> OpenTargetAsync(ConvertImageOptions options, CancellationToken cancellationToken)
+    private static async ValueTask<FormatNode> OpenTargetAsync(ConvertImageOptions options, CacheMode cache, CancellationToken cancellationToken)
     {
         var open = new ImageOpenOptions
         {
             Format = options.TargetFormat,
             ReadOnly = false,
-            Cache = options.TargetCache,
+            Cache = cache,
             // O_DIRECT may need the image extended to the physical sector size.
-            Resize = options.TargetCache.Direct,
+            Resize = cache.Direct,
             Policy = options.Policy,
             Registry = options.Registry,
             Warning = options.Warning,
@@ -308,7 +313,7 @@ public static class ImageConverter
         }
         catch (Exception e) when (e is IOException or InvalidDataException or NotSupportedException or UnauthorizedAccessException)
         {
-            throw new OperationException($"Could not open '{options.Target}': {e.Message}", e);
+            throw new OperationException($"Could not open '{options.Target}': {ErrorText.Describe(e)}", e);
         }
     }
 }
