@@ -57,6 +57,12 @@ public sealed record ImageOpenOptions
     /// (raw's probing warning, several lines) is one QEMU prints verbatim with fprintf: print it as is, plus a newline.
     /// </summary>
     public Action<string>? Warning { get; init; }
+
+    /// <summary>
+    /// Receives lines QEMU prints on stderr as they are, without "warning:" (for example qcow2's "qcow2: Marking image as
+    /// corrupt: …" reports); null sends them to <see cref="Warning"/> instead.
+    /// </summary>
+    public Action<string>? Message { get; init; }
 }
 
 /// <summary>
