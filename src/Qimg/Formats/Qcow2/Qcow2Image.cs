@@ -6,7 +6,7 @@ namespace Qimg.Formats.Qcow2;
 
 /// <summary>How a qcow2 image is opened (the driver's and the creator's settings).</summary>
 /// <param name="ReadOnly">Open without writing.</param>
-/// <param name="Warning">Receives QEMU's warnings and corruption reports.</param>
+/// <param name="Warning">Receives QEMU's warnings (warn_report texts).</param>
 /// <param name="OpenDataFile">Opens the external data file the header names (through the open policy).</param>
 /// <param name="DataFile">An already opened data file node (image creation); the image then owns it.</param>
 /// <param name="FlushFile">Whether metadata writes are made durable with file flushes (off while creating, as QEMU does).</param>
@@ -18,7 +18,11 @@ internal sealed record Qcow2OpenParameters(
     Func<string, CancellationToken, ValueTask<BlockNode>>? OpenDataFile,
     BlockNode? DataFile = null,
     bool FlushFile = true,
-    bool MetadataOnly = false);
+    bool MetadataOnly = false)
+{
+    /// <summary>Receives the lines QEMU prints verbatim on stderr (corruption reports); null sends them to <see cref="Warning"/>.</summary>
+    public Action<string>? Message { get; init; }
+}
 
 /// <summary>
 /// An open qcow2 image (version 2 or 3): reads, block status, writes, zero writes, discards, flushes and info.
@@ -49,6 +53,7 @@ public sealed partial class Qcow2Image : FormatNode
     private readonly List<Qcow2Snapshot> _snapshots;
     private readonly List<Qcow2Bitmap> _bitmaps;
     private readonly Action<string>? _warning;
+    private readonly Action<string>? _message;
     private readonly bool _flushFile;
     private InfoObject? _encryption;
     private long _length;
@@ -80,6 +85,7 @@ public sealed partial class Qcow2Image : FormatNode
         _snapshots = snapshots;
         _bitmaps = bitmaps;
         _warning = parameters.Warning;
+        _message = parameters.Message ?? parameters.Warning;
         _flushFile = parameters.FlushFile;
         _length = (long)(header.Size / 512 * 512);
         BackingFileName = header.BackingFile;
@@ -87,7 +93,7 @@ public sealed partial class Qcow2Image : FormatNode
         _map.HasBacking = () => Backing is not null;
         _map.NonFatalCorruption = message => Report(false, message);
         _map.DataFile = HasExternalDataFile ? _dataFile : null;
-        _refcounts.Warning = parameters.Warning;
+        _refcounts.Message = parameters.Message ?? parameters.Warning;
     }
 
     public override string DriverName => "qcow2";
@@ -647,7 +653,7 @@ public sealed partial class Qcow2Image : FormatNode
         }
 
         _signaledCorruption = true;
-        _warning?.Invoke(fatal
+        _message?.Invoke(fatal
             ? $"qcow2: Marking image as corrupt: {message}; further corruption events will be suppressed"
             : $"qcow2: Image is corrupt: {message}; further non-fatal corruption events will be suppressed");
     }
