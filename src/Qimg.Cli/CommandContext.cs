@@ -85,12 +85,18 @@ internal sealed class CommandContext
     {
         if (ImageOpenOptions.IsVerbatimWarning(message))
         {
-            Out.Flush();
-            Error.Write(message + "\n");
+            ReportVerbatim(message);
             return;
         }
 
         ReportError("warning: " + message);
+    }
+
+    /// <summary>Prints a line QEMU writes to stderr as it is (fprintf), without the program name.</summary>
+    public void ReportVerbatim(string message)
+    {
+        Out.Flush();
+        Error.Write(message + "\n");
     }
 
     /// <summary>qemu-img's <c>error_exit</c>: the message, the "Try --help" line, exit status 1. Throw the result.</summary>

@@ -41,5 +41,6 @@ internal static class ImageOpener
         ReadOnly = true,
         ForceShare = forceShare,
         Warning = context.ReportWarning,
+        Message = context.ReportVerbatim,
     };
 }

@@ -271,6 +271,7 @@ internal static class ConvertCommand
                 Warning = quiet ? null : context.ReportWarning,
             },
             Warning = context.ReportWarning,
+            Message = context.ReportVerbatim,
         };
 
         try

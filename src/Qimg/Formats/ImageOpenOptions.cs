@@ -62,6 +62,12 @@ public sealed record ImageOpenOptions
     /// <summary>True for warnings QEMU prints verbatim (fprintf) rather than as "program: warning: TEXT".</summary>
     public static bool IsVerbatimWarning(string message) =>
         message.StartsWith("WARNING: ", StringComparison.Ordinal) || message.StartsWith("qcow2: ", StringComparison.Ordinal);
+
+    /// <summary>
+    /// Receives lines QEMU prints on stderr as they are, without "warning:" (for example qcow2's "qcow2: Marking image as
+    /// corrupt: …" reports); null sends them to <see cref="Warning"/> instead.
+    /// </summary>
+    public Action<string>? Message { get; init; }
 }
 
 /// <summary>

@@ -40,7 +40,10 @@ public sealed class Qcow2Driver : FormatDriver
             context.ReadOnly,
             context.Options.Warning,
             (name, ct) => context.OpenReferencedFileAsync(ImplicitOpenKind.DataFile, name, ct, relativeToImage: false),
-            SkipDataFile: context.Options.NoIo);
+            MetadataOnly: context.Options.NoIo)
+        {
+            Message = context.Options.Message,
+        };
         return await Qcow2Image.OpenAsync(file, parameters, cancellationToken).ConfigureAwait(false);
     }
 

@@ -178,11 +178,6 @@ internal sealed partial class Qcow2Header
 
         header.ReadExtensions(cluster, extensionsEnd, null, warn);
 
-        if (header.CryptMethod == Qcow2Layout.CryptLuks && header.CryptoHeaderOffset == 0)
-        {
-            throw new InvalidDataException($"Missing CRYPTO header for crypt method {header.CryptMethod}");
-        }
-
         if (header.BackingFileOffset != 0)
         {
             uint length = header.BackingFileSize;

@@ -66,7 +66,7 @@ public sealed partial class Qcow2Image
             }
 
             await _map.ShrinkL1TableAsync(newL1Size, cancellationToken).ConfigureAwait(false);
-            await WriteCachesAsync(cancellationToken).ConfigureAwait(false);
+            await _refcounts.ShrinkTableAsync(cancellationToken).ConfigureAwait(false);
             long fileLength = File.Length;
             long lastCluster = await _refcounts.GetLastUsedClusterAsync(fileLength, cancellationToken).ConfigureAwait(false);
             if ((lastCluster + 1) * clusterSize < fileLength)

@@ -559,7 +559,8 @@ public sealed partial class Qcow2Image
 
     /// <summary>
     /// Before the first modification: marks persistent bitmaps as in use (qimg does not update them, so they can no longer
-    /// be trusted, exactly as after an unclean shutdown of a QEMU that tracked them).
+    /// be trusted, exactly as after an unclean shutdown of a QEMU that tracked them), and clears unknown auto-clear
+    /// feature bits (QEMU clears them when it opens an image for writing).
     /// </summary>
     private async ValueTask PrepareForWritingAsync(CancellationToken cancellationToken)
     {
@@ -579,6 +580,14 @@ public sealed partial class Qcow2Image
             if (_bitmaps.Count > 0 && (_header.AutoclearFeatures & Qcow2Layout.AutoclearBitmaps) != 0)
             {
                 await MarkBitmapsInUseAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            if ((_header.AutoclearFeatures & ~Qcow2Layout.AutoclearKnownMask) != 0)
+            {
+                // Auto-clear features qimg does not know must be cleared before the image is modified.
+                _header.AutoclearFeatures &= Qcow2Layout.AutoclearKnownMask;
+                await WriteHeaderAsync(cancellationToken).ConfigureAwait(false);
+                await FlushFileAsync(cancellationToken).ConfigureAwait(false);
             }
 
             Volatile.Write(ref _preparedForWriting, true);

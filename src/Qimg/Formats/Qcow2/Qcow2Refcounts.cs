@@ -76,8 +76,8 @@ internal sealed class Qcow2Refcounts
     /// <summary>Whether refcount updates must reach the disk before L2 updates (false while lazy refcounts keep the image dirty).</summary>
     public Func<bool> NeedAccurateRefcounts { get; set; } = static () => true;
 
-    /// <summary>Receives QEMU's stderr messages for failures it only reports (freeing clusters).</summary>
-    public Action<string>? Warning { get; set; }
+    /// <summary>Receives QEMU's stderr lines for failures it only reports (freeing clusters).</summary>
+    public Action<string>? Message { get; set; }
 
     public long TableOffset => (long)_header.RefcountTableOffset;
 
@@ -97,12 +97,7 @@ internal sealed class Qcow2Refcounts
     {
         long entries = (long)header.RefcountTableClusters << (header.ClusterBits - 3);
         var table = new ulong[entries];
-        byte[] raw = new byte[entries * Qcow2Layout.RefcountTableEntrySize];
-        await file.ReadAsync((long)header.RefcountTableOffset, raw, cancellationToken).ConfigureAwait(false);
-        for (int i = 0; i < table.Length; i++)
-        {
-            table[i] = BinaryPrimitives.ReadUInt64BigEndian(raw.AsSpan(i * 8));
-        }
+        await Qcow2ClusterMap.ReadTableAsync(file, (long)header.RefcountTableOffset, table, cancellationToken).ConfigureAwait(false);
 
         return new Qcow2Refcounts(file, header, table, blockCache);
     }
@@ -267,7 +262,7 @@ internal sealed class Qcow2Refcounts
         }
         catch (IOException e)
         {
-            Warning?.Invoke($"qcow2_free_clusters failed: {e.Message}");
+            Message?.Invoke($"qcow2_free_clusters failed: {e.Message}");
         }
     }
 
@@ -627,6 +622,116 @@ internal sealed class Qcow2Refcounts
         UpdateMaxTableIndex();
         await FreeClustersAsync(oldOffset, oldBytes, Qcow2DiscardType.Other, cancellationToken).ConfigureAwait(false);
         return endOffset;
+    }
+
+    /// <summary>
+    /// Drops refcount blocks that count nothing but themselves (QEMU's qcow2_shrink_reftable, after an image shrank): the
+    /// refcount table is rewritten without them first, then their clusters are freed.
+    /// </summary>
+    public async ValueTask ShrinkTableAsync(CancellationToken cancellationToken)
+    {
+        var kept = new ulong[_table.Length];
+        for (int i = 0; i < _table.Length; i++)
+        {
+            long blockOffset = (long)(_table[i] & Qcow2Layout.RefcountTableOffsetMask);
+            if (blockOffset == 0)
+            {
+                continue;
+            }
+
+            Qcow2CachedTable block = await BlockCache.GetAsync(blockOffset, cancellationToken).ConfigureAwait(false);
+            bool unused;
+            try
+            {
+                if (i == blockOffset >> (_clusterBits + _blockBits))
+                {
+                    // The block counts itself: ignore that reference.
+                    long own = (blockOffset >> _clusterBits) & (_blockEntries - 1);
+                    ulong refcount = Qcow2RefcountBlock.Get(block.Data, own, _order);
+                    Qcow2RefcountBlock.Set(block.Data, own, 0, _order);
+                    unused = block.Data.AsSpan().IndexOfAnyExcept((byte)0) < 0;
+                    Qcow2RefcountBlock.Set(block.Data, own, refcount, _order);
+                }
+                else
+                {
+                    unused = block.Data.AsSpan().IndexOfAnyExcept((byte)0) < 0;
+                }
+            }
+            finally
+            {
+                BlockCache.Release(block);
+            }
+
+            kept[i] = unused ? 0 : _table[i];
+        }
+
+        byte[] raw = new byte[(long)_table.Length * Qcow2Layout.RefcountTableEntrySize];
+        for (int i = 0; i < kept.Length; i++)
+        {
+            BinaryPrimitives.WriteUInt64BigEndian(raw.AsSpan(i * 8), kept[i]);
+        }
+
+        await WriteSyncAsync(TableOffset, raw, cancellationToken).ConfigureAwait(false);
+        for (int i = 0; i < _table.Length; i++)
+        {
+            if (_table[i] != 0 && kept[i] == 0)
+            {
+                await DiscardRefcountBlockAsync((long)(_table[i] & Qcow2Layout.RefcountTableOffsetMask), cancellationToken).ConfigureAwait(false);
+                _table[i] = 0;
+            }
+        }
+
+        UpdateMaxTableIndex();
+        if (!CacheDiscards)
+        {
+            await ProcessDiscardsAsync(true, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Frees an unused refcount block's own cluster (QEMU's qcow2_discard_refcount_block).</summary>
+    private async ValueTask DiscardRefcountBlockAsync(long blockOffset, CancellationToken cancellationToken)
+    {
+        long clusterIndex = blockOffset >> _clusterBits;
+        long tableIndex = clusterIndex >> _blockBits;
+        long covering = tableIndex < _table.Length ? (long)(_table[tableIndex] & Qcow2Layout.RefcountTableOffsetMask) : 0;
+        if (covering == 0)
+        {
+            Qcow2ThrowHelper.Corruption($"Refblock at {Qcow2ThrowHelper.Hex(blockOffset)} is not covered by the refcount structures");
+        }
+
+        Qcow2CachedTable block = await BlockCache.GetAsync(covering, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            long index = clusterIndex & (_blockEntries - 1);
+            ulong refcount = Qcow2RefcountBlock.Get(block.Data, index, _order);
+            if (refcount != 1)
+            {
+                Qcow2ThrowHelper.Corruption($"Invalid refcount: refblock offset {Qcow2ThrowHelper.Hex(covering)}, reftable index {tableIndex}, block offset {Qcow2ThrowHelper.Hex(blockOffset)}, refcount {Qcow2ThrowHelper.Hex(refcount)}");
+            }
+
+            Qcow2RefcountBlock.Set(block.Data, index, 0, _order);
+            Qcow2MetadataCache.MarkDirty(block);
+        }
+        finally
+        {
+            BlockCache.Release(block);
+        }
+
+        if (clusterIndex < FreeClusterIndex)
+        {
+            FreeClusterIndex = clusterIndex;
+        }
+
+        Qcow2CachedTable? stale = BlockCache.Find(blockOffset);
+        if (stale is not null)
+        {
+            Qcow2MetadataCache.Discard(stale);
+        }
+
+        if (DiscardPassthrough(Qcow2DiscardType.Always))
+        {
+            AddDiscard(blockOffset, _clusterSize);
+        }
     }
 
     /// <summary>Index of the last cluster below <paramref name="size"/> bytes with a non-zero refcount (QEMU's qcow2_get_last_cluster).</summary>

@@ -70,6 +70,9 @@ public sealed record ConvertImageOptions
 
     /// <summary>Receives warnings in qemu-img's words (probing, salvaged errors).</summary>
     public Action<string>? Warning { get; init; }
+
+    /// <summary>Receives lines QEMU prints verbatim (see <see cref="ImageOpenOptions.Message"/>).</summary>
+    public Action<string>? Message { get; init; }
 }
 
 /// <summary>Which internal snapshot to read (<c>-l snapshot.id=…,snapshot.name=…</c> or <c>-l ID_OR_NAME</c>).</summary>

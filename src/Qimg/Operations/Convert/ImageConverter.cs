@@ -166,6 +166,7 @@ public static class ImageConverter
             Policy = options.Policy,
             Registry = options.Registry,
             Warning = options.Warning,
+            Message = options.Message,
         };
         try
         {
@@ -304,6 +305,7 @@ public static class ImageConverter
             Policy = options.Policy,
             Registry = options.Registry,
             Warning = options.Warning,
+            Message = options.Message,
         };
         try
         {
