@@ -49,9 +49,13 @@ public class ConvertResourceTests
         using var qimgMount = TmpfsMount.Create(directory.File("qimg"), "size=2m");
         CommandResult qemu = Golden.Normalize(Tools.QemuImg("convert", "-O", format, source, qemuMount.File("t.img")));
         CommandResult qimg = Tools.Qimg("convert", "-O", format, source, qimgMount.File("t.img"));
+        Assert.Equal(1, qemu.ExitCode);
         Assert.Equal(1, qimg.ExitCode);
-        Assert.Equal(qemu with { Stderr = qemu.Stderr.Replace("/qemu/", "/qimg/", StringComparison.Ordinal) }, qimg);
-        Assert.Single(qimg.Stderr.TrimEnd('\n').Split('\n'));
+        Assert.Equal(string.Empty, qimg.Stdout);
+        // The same one line as qemu-img; which request meets the full disk first can vary by a chunk.
+        const string pattern = @"^qimg: error while writing at byte \d+: No space left on device\n$";
+        Assert.Matches(pattern, qemu.Stderr);
+        Assert.Matches(pattern, qimg.Stderr);
         Assert.Equal(before, Checksum(source));
     }
 
