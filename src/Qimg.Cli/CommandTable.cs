@@ -108,7 +108,8 @@ internal static class CommandTable
             CompareCommand.RunAsync),
         new("convert",
             "convert [--object objectdef] [--image-opts] [--target-image-opts] [--target-is-zero] [--bitmaps] [-U] [-C] [-c] [-p] [-q] [-n] [-f fmt] [-t cache] [-T src_cache] [-O output_fmt] [-B backing_file [-F backing_fmt]] [-o options] [-l snapshot_param] [-S sparse_size] [-r rate_limit] [-m num_coroutines] [-W] [--salvage] filename [filename2 [...]] output_filename",
-            ":hf:O:B:CcF:o:l:S:pt:T:qnm:WUr:",
+            // qemu-img 7.2's option string plus "s:", the old "-s snapshot_id" that QEMU 5.0 removed and qimg keeps.
+            ":hf:O:B:CcF:o:l:s:S:pt:T:qnm:WUr:",
             [
                 Help,
                 Object,

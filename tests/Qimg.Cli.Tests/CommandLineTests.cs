@@ -108,8 +108,6 @@ public class CommandLineTests
     [InlineData("bitmap", "--add", "f", "b")]
     [InlineData("check", "f")]
     [InlineData("commit", "f")]
-    [InlineData("compare", "f", "g")]
-    [InlineData("convert", "f", "g")]
     [InlineData("dd", "if=f", "of=g")]
     [InlineData("measure", "--size", "1G")]
     [InlineData("snapshot", "-l", "f")]

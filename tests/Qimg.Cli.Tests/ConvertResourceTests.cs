@@ -49,9 +49,13 @@ public class ConvertResourceTests
         using var qimgMount = TmpfsMount.Create(directory.File("qimg"), "size=2m");
         CommandResult qemu = Golden.Normalize(Tools.QemuImg("convert", "-O", format, source, qemuMount.File("t.img")));
         CommandResult qimg = Tools.Qimg("convert", "-O", format, source, qimgMount.File("t.img"));
+        Assert.Equal(1, qemu.ExitCode);
         Assert.Equal(1, qimg.ExitCode);
-        Assert.Equal(qemu with { Stderr = qemu.Stderr.Replace("/qemu/", "/qimg/", StringComparison.Ordinal) }, qimg);
-        Assert.Single(qimg.Stderr.TrimEnd('\n').Split('\n'));
+        Assert.Equal(string.Empty, qimg.Stdout);
+        // The same one line as qemu-img; which request meets the full disk first can vary by a chunk.
+        const string pattern = @"^qimg: error while writing at byte \d+: No space left on device\n$";
+        Assert.Matches(pattern, qemu.Stderr);
+        Assert.Matches(pattern, qimg.Stderr);
         Assert.Equal(before, Checksum(source));
     }
 
@@ -66,6 +70,32 @@ public class ConvertResourceTests
         CommandResult qimg = Tools.Qimg("convert", "-O", "qcow2", source, mount.File("t.qcow2"));
         Assert.Equal(qemu, qimg);
         Assert.Equal(1, qimg.ExitCode);
+    }
+
+    [Fact]
+    public async Task SigUsr1PrintsTheProgressOnceWithoutDashP()
+    {
+        using var directory = new TempDirectory();
+        string source = directory.File("source.raw");
+        Tools.QemuImgOk("create", "-q", "-f", "raw", source, "32M");
+        Tools.QemuIo("-f", "raw", "-c", "write -P 0x11 0 32M", source);
+        string cli = Path.Combine(AppContext.BaseDirectory, "qimg.dll");
+        var start = new ProcessStartInfo("dotnet") { UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true };
+        foreach (string arg in new[] { "exec", cli, "convert", "-r", "8M", "-O", "raw", source, directory.File("target.raw") })
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        using Process process = Process.Start(start)!;
+        Task<string> stderr = process.StandardError.ReadToEndAsync();
+        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
+        // The rate limit makes the copy take about 4 s; ask for progress once it is under way.
+        await Task.Delay(1500);
+        Tools.Run("kill", ["-USR1", process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        await process.WaitForExitAsync();
+        Assert.Equal(0, process.ExitCode);
+        Assert.Equal(string.Empty, await stdout);
+        Assert.Matches(@"^    \(\d{1,3}\.\d\d/100%\)\n$", await stderr);
     }
 
     private static string Checksum(string path) => Convert.ToHexString(System.Security.Cryptography.SHA256.HashData(File.ReadAllBytes(path)));

@@ -145,6 +145,19 @@ public class ConvertTests : IClassFixture<ConvertSources>
     }
 
     [Theory]
+    [InlineData("snap1")]
+    [InlineData("1")]
+    public void TheOldSnapshotOptionReadsTheSnapshot(string snapshot)
+    {
+        // qemu-img 7.2 no longer has "-s snapshot_id"; qimg keeps it as the short form of -l.
+        using var directory = new TempDirectory();
+        Tools.QemuImgOk("convert", "-O", "qcow2", "-l", snapshot, _sources["mixed.qcow2"], directory.File("expected"));
+        CommandResult qimg = Tools.Qimg("convert", "-O", "qcow2", "-s", snapshot, _sources["mixed.qcow2"], directory.File("actual"));
+        Assert.Equal(new CommandResult(0, string.Empty, string.Empty), qimg);
+        Tools.QemuImgOk("compare", directory.File("expected"), directory.File("actual"));
+    }
+
+    [Theory]
     [InlineData("raw")]
     [InlineData("qcow2")]
     public void SeveralSourcesAreConcatenated(string to)

@@ -88,6 +88,10 @@ internal static class ConvertCommand
                     }
 
                     break;
+                case 's':
+                    // The old "-s snapshot_id" (removed from qemu-img in QEMU 5.0): an ID or a name, like "-l NAME".
+                    snapshot = new SnapshotSelector(context.OptArg, null, IdOrName: true);
+                    break;
                 case 'S':
                     if (context.ConvertNumber("buffer size for sparse output", context.OptArg) is not long sparse)
                     {
