@@ -11,7 +11,7 @@ public sealed partial class Qcow2Image
     /// past the new end, shrinks the L1 table and truncates the file after its last used cluster.
     /// </summary>
     /// <exception cref="ArgumentException">The size is not a multiple of 512.</exception>
-    /// <exception cref="NotSupportedException">Shrinking with preallocation, a version 2 image with snapshots, or persistent bitmaps.</exception>
+    /// <exception cref="NotSupportedException">Shrinking with preallocation, a version 2 image with snapshots, or a persistent bitmap that is inconsistent.</exception>
     protected override async ValueTask TruncateCoreAsync(long length, PreallocationMode preallocation, bool exact, CancellationToken cancellationToken)
     {
         ThrowIfFailed();
@@ -44,10 +44,7 @@ public sealed partial class Qcow2Image
             throw new NotSupportedException("Can't resize a v2 image which has snapshots");
         }
 
-        if (_bitmaps.Count > 0)
-        {
-            throw new NotSupportedException("Cannot resize a qcow2 image with persistent bitmaps");
-        }
+        CheckBitmapsForResize();
 
         long oldLength = Length;
         long newL1Size = (long)_header.L1EntriesFor((ulong)length);
@@ -124,6 +121,7 @@ public sealed partial class Qcow2Image
         await WriteHeaderFieldAsync(Qcow2Layout.SizeOffset, (ulong)length, cancellationToken).ConfigureAwait(false);
         _header.Size = (ulong)length;
         Volatile.Write(ref _length, length);
+        TruncateBitmaps(length);
     }
 
     /// <summary>

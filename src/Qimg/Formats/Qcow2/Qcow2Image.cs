@@ -241,6 +241,7 @@ public sealed partial class Qcow2Image : FormatNode
                 _encryption = encryption,
             };
             image.ConfigureWriting();
+            await image.OpenBitmapsAsync(!parameters.MetadataOnly, cancellationToken).ConfigureAwait(false);
             if (!parameters.ReadOnly && header.IsDirty)
             {
                 await image.RepairDirtyAsync(cancellationToken).ConfigureAwait(false);

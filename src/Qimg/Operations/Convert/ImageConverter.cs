@@ -2,6 +2,7 @@ using Qimg.Block;
 using Qimg.Copy;
 using Qimg.Diagnostics;
 using Qimg.Formats;
+using Qimg.Operations.Bitmap;
 using Qimg.Operations.Create;
 using Qimg.Options;
 using Qimg.Protocols;
@@ -87,8 +88,7 @@ public static class ImageConverter
                     throw new OperationException("Copying bitmaps only possible with single source");
                 }
 
-                // TODO: persistent bitmaps are not implemented yet; refuse rather than silently drop them.
-                throw new OperationException("--bitmaps is not supported by qimg yet");
+                CheckBitmaps(sources[0], options.SkipBrokenBitmaps);
             }
 
             if (!options.SkipCreate)
@@ -102,6 +102,11 @@ public static class ImageConverter
             }
 
             target = await OpenTargetAsync(options, targetCache, cancellationToken).ConfigureAwait(false);
+            if (options.Bitmaps && target is not IPersistentBitmapHost { SupportsPersistentBitmaps: true })
+            {
+                throw new OperationException($"Format driver '{target.DriverName}' does not support bitmaps");
+            }
+
             if (copy.Compressed && !(options.Registry.FindFormat(target.DriverName)?.SupportsCompressedWrites ?? false))
             {
                 throw new OperationException("Compression not supported for this file format");
@@ -137,6 +142,11 @@ public static class ImageConverter
                 },
                 cancellationToken).ConfigureAwait(false);
 
+            if (options.Bitmaps)
+            {
+                await CopyBitmapsAsync(sources[0], target, options, cancellationToken).ConfigureAwait(false);
+            }
+
             // With cache=unsafe this flushes nothing to disk, but it writes out cached metadata.
             await target.FlushAsync(cancellationToken).ConfigureAwait(false);
         }
@@ -150,6 +160,77 @@ public static class ImageConverter
             foreach (FormatNode source in sources)
             {
                 await source.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>
+    /// qemu-img's convert_check_bitmaps: the source format must support persistent bitmaps, and (unless skipped) none of
+    /// them may be inconsistent.
+    /// </summary>
+    private static void CheckBitmaps(FormatNode source, bool skipBroken)
+    {
+        if (source is not IPersistentBitmapHost { SupportsPersistentBitmaps: true } host)
+        {
+            throw new OperationException("Source lacks bitmap support");
+        }
+
+        foreach (DirtyBitmap bitmap in host.DirtyBitmaps)
+        {
+            if (bitmap.IsPersistent && !skipBroken && bitmap.IsInconsistent)
+            {
+                throw new OperationException(
+                    $"Cannot copy inconsistent bitmap '{bitmap.Name}'",
+                    "Try --skip-broken-bitmaps, or use 'qimg bitmap --remove' to delete it\n");
+            }
+        }
+    }
+
+    /// <summary>
+    /// qemu-img's convert_copy_bitmaps, after the data: each persistent bitmap of the source (in QEMU's order) is added
+    /// to the target with its name, granularity and enabled state, and its bits merged in; the target stores them when it
+    /// is closed. Inconsistent ones are skipped with a warning when allowed.
+    /// </summary>
+    private static async ValueTask CopyBitmapsAsync(FormatNode source, FormatNode target, ConvertImageOptions options, CancellationToken cancellationToken)
+    {
+        foreach (DirtyBitmap bitmap in ((IPersistentBitmapHost)source).DirtyBitmaps)
+        {
+            if (!bitmap.IsPersistent)
+            {
+                continue;
+            }
+
+            if (options.SkipBrokenBitmaps && bitmap.IsInconsistent)
+            {
+                options.Warning?.Invoke($"Skipping inconsistent bitmap '{bitmap.Name}'");
+                continue;
+            }
+
+            try
+            {
+                await DirtyBitmapCommands.AddAsync(target, bitmap.Name, bitmap.Granularity, !bitmap.IsEnabled, cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationException e)
+            {
+                throw new OperationException($"Failed to create bitmap {bitmap.Name}: {e.Message}", e, e.Hint);
+            }
+
+            try
+            {
+                DirtyBitmapCommands.Merge(target, bitmap.Name, source, bitmap.Name);
+            }
+            catch (OperationException e)
+            {
+                try
+                {
+                    await DirtyBitmapCommands.RemoveAsync(target, bitmap.Name, cancellationToken).ConfigureAwait(false);
+                }
+                catch (OperationException)
+                {
+                    // QEMU ignores a failure to remove it again.
+                }
+
+                throw new OperationException($"Failed to populate bitmap {bitmap.Name}: {e.Message}", e, e.Hint);
             }
         }
     }
