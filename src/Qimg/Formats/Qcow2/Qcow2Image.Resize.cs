@@ -143,6 +143,22 @@ public sealed partial class Qcow2Image
                 allocations[i].Prealloc = true;
                 try
                 {
+                    // As QEMU's qcow2_alloc_cluster_link_l2: a partly covered last cluster gets its copy-on-write
+                    // tail (zeroes, or the backing file's data) written before it is linked. The read goes through
+                    // this image, so the resize lock is let go meanwhile, as for data preallocation.
+                    if (allocations[i].CowStart.Bytes != 0 || allocations[i].CowEnd.Bytes != 0)
+                    {
+                        _lock.Release();
+                        try
+                        {
+                            await PerformCowAsync(allocations[i], false, default, cancellationToken).ConfigureAwait(false);
+                        }
+                        finally
+                        {
+                            await _lock.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+                        }
+                    }
+
                     await _map.LinkAllocationAsync(allocations[i], cancellationToken).ConfigureAwait(false);
                 }
                 catch
