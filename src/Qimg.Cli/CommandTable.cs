@@ -90,7 +90,7 @@ internal static class CommandTable
                 new("source-file", ArgumentKind.Required, 'b'),
                 new("source-format", ArgumentKind.Required, 'F'),
             ],
-            NotImplementedCommand.RunAsync),
+            BitmapCommand.RunAsync),
         new("check",
             "check [--object objectdef] [--image-opts] [-q] [-f fmt] [--output=ofmt] [-r [leaks | all]] [-T src_cache] [-U] filename",
             ":hf:r:T:qU",
