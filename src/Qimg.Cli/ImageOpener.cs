@@ -35,6 +35,32 @@ internal static class ImageOpener
         }
     }
 
+    /// <summary>
+    /// qemu-img's <c>img_open</c>: opens the image (file name with <c>-f</c>, or <c>--image-opts</c>) with
+    /// <paramref name="options"/>, or reports "Could not open 'NAME': …" and returns null.
+    /// </summary>
+    public static async ValueTask<FormatNode?> TryOpenAsync(CommandContext context, string fileName, string? format, bool imageOpts, ImageOpenOptions options)
+    {
+        if (!TryGetSource(context, fileName, format, imageOpts, out ImageSource? source))
+        {
+            return null;
+        }
+
+        try
+        {
+            return await DiskImage.OpenAsync(source.FileName, options with
+            {
+                Format = source.Format,
+                DriverOptions = source.DriverOptions,
+            }).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not CliExitException)
+        {
+            context.Fail(e, $"Could not open '{fileName}': ");
+            return null;
+        }
+    }
+
     /// <summary>Read-only open options as qemu-img uses them (writeback cache, qemu's locking, <c>-U</c> sharing).</summary>
     public static ImageOpenOptions Options(CommandContext context, bool forceShare) => new()
     {

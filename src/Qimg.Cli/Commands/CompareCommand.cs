@@ -148,26 +148,6 @@ internal static class CompareCommand
         };
     }
 
-    private static async ValueTask<FormatNode?> OpenAsync(CommandContext context, string name, string? format, bool imageOpts, CacheMode cache, bool forceShare)
-    {
-        if (!ImageOpener.TryGetSource(context, name, format, imageOpts, out ImageSource? source))
-        {
-            return null;
-        }
-
-        try
-        {
-            return await DiskImage.OpenAsync(source.FileName, ImageOpener.Options(context, forceShare) with
-            {
-                Format = source.Format,
-                DriverOptions = source.DriverOptions,
-                Cache = cache,
-            }).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is not CliExitException)
-        {
-            context.Fail(e, $"Could not open '{name}': ");
-            return null;
-        }
-    }
+    private static ValueTask<FormatNode?> OpenAsync(CommandContext context, string name, string? format, bool imageOpts, CacheMode cache, bool forceShare) =>
+        ImageOpener.TryOpenAsync(context, name, format, imageOpts, ImageOpener.Options(context, forceShare) with { Cache = cache });
 }

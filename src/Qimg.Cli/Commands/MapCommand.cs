@@ -67,23 +67,10 @@ internal static class MapCommand
             return context.Fail(error);
         }
 
-        if (!ImageOpener.TryGetSource(context, fileName, format, imageOpts, out ImageSource? source))
+        FormatNode? image = await ImageOpener.TryOpenAsync(context, fileName, format, imageOpts, ImageOpener.Options(context, forceShare)).ConfigureAwait(false);
+        if (image is null)
         {
             return 1;
-        }
-
-        FormatNode image;
-        try
-        {
-            image = await DiskImage.OpenAsync(source.FileName, ImageOpener.Options(context, forceShare) with
-            {
-                Format = source.Format,
-                DriverOptions = source.DriverOptions,
-            }).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is not CliExitException)
-        {
-            return context.Fail(e, $"Could not open '{fileName}': ");
         }
 
         await using (image.ConfigureAwait(false))

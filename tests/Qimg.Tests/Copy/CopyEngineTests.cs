@@ -4,6 +4,8 @@ using Qimg.Formats;
 using Qimg.Options;
 using Qimg.Protocols.File;
 
+using Qimg.Tests.TestSupport;
+
 namespace Qimg.Tests.Copy;
 
 public class CopyEngineTests
@@ -15,11 +17,11 @@ public class CopyEngineTests
     }
 
     /// <summary>A sparse raw source with data, explicit zeroes, a hole and a partial-zero area, written by qemu-io.</summary>
-    private static string MakeSource(TempDirectory dir)
+    private static string MakeSource(TestDirectory dir)
     {
         string source = dir.File("source.raw");
-        ExternalTool.Ok("qemu-img", "create", "-f", "raw", source, "64M");
-        ExternalTool.Ok("qemu-io", "-f", "raw",
+        QemuTools.Ok("qemu-img", "create", "-f", "raw", source, "64M");
+        QemuTools.Ok("qemu-io", "-f", "raw",
             "-c", "write -P 0x11 0 1M",
             "-c", "write -P 0x22 3M 64k",
             "-c", "write -z 5M 1M",
@@ -39,10 +41,10 @@ public class CopyEngineTests
     [InlineData(65536, 8, true)]
     public async Task RawToRawMatchesQemuImgContentAndAllocation(int minSparse, int workers, bool inOrder)
     {
-        using var dir = new TempDirectory();
+        using var dir = new TestDirectory();
         string source = MakeSource(dir);
         string expected = dir.File("expected.raw");
-        ExternalTool.Ok("qemu-img", "convert", "-f", "raw", "-O", "raw", "-S", minSparse.ToString(), source, expected);
+        QemuTools.Ok("qemu-img", "convert", "-f", "raw", "-O", "raw", "-S", minSparse.ToString(), source, expected);
 
         string target = dir.File("target.raw");
         await using (FormatNode input = await DiskImage.OpenAsync(source, new ImageOpenOptions { Format = "raw" }))
@@ -54,24 +56,24 @@ public class CopyEngineTests
                 new CopyOptions { MinSparse = minSparse, Workers = workers, WriteInOrder = inOrder, TargetIsZero = output.HasZeroInit });
         }
 
-        ExternalTool.Ok("qemu-img", "compare", "-f", "raw", "-F", "raw", expected, target);
+        QemuTools.Ok("qemu-img", "compare", "-f", "raw", "-F", "raw", expected, target);
         Assert.Equal(
-            ExternalTool.Ok("qemu-img", "map", "--output=json", "-f", "raw", expected),
-            ExternalTool.Ok("qemu-img", "map", "--output=json", "-f", "raw", target));
+            QemuTools.Ok("qemu-img", "map", "--output=json", "-f", "raw", expected),
+            QemuTools.Ok("qemu-img", "map", "--output=json", "-f", "raw", target));
     }
 
     [Fact]
     public async Task ConcatenatesSeveralSources()
     {
-        using var dir = new TempDirectory();
+        using var dir = new TestDirectory();
         string first = dir.File("a.raw");
         string second = dir.File("b.raw");
-        ExternalTool.Ok("qemu-img", "create", "-f", "raw", first, "3M");
-        ExternalTool.Ok("qemu-img", "create", "-f", "raw", second, "5M");
-        ExternalTool.Ok("qemu-io", "-f", "raw", "-c", "write -P 0x61 1M 2M", first);
-        ExternalTool.Ok("qemu-io", "-f", "raw", "-c", "write -P 0x62 0 1M", "-c", "write -P 0x63 4M 1M", second);
+        QemuTools.Ok("qemu-img", "create", "-f", "raw", first, "3M");
+        QemuTools.Ok("qemu-img", "create", "-f", "raw", second, "5M");
+        QemuTools.Ok("qemu-io", "-f", "raw", "-c", "write -P 0x61 1M 2M", first);
+        QemuTools.Ok("qemu-io", "-f", "raw", "-c", "write -P 0x62 0 1M", "-c", "write -P 0x63 4M 1M", second);
         string expected = dir.File("expected.raw");
-        ExternalTool.Ok("qemu-img", "convert", "-f", "raw", "-O", "raw", first, second, expected);
+        QemuTools.Ok("qemu-img", "convert", "-f", "raw", "-O", "raw", first, second, expected);
 
         string target = dir.File("target.raw");
         await using (FormatNode a = await DiskImage.OpenAsync(first, new ImageOpenOptions { Format = "raw" }))
@@ -81,16 +83,16 @@ public class CopyEngineTests
             await CopyEngine.CopyAsync([new CopySource(a), new CopySource(b)], output, new CopyOptions { TargetIsZero = true });
         }
 
-        ExternalTool.Ok("qemu-img", "compare", "-f", "raw", "-F", "raw", expected, target);
+        QemuTools.Ok("qemu-img", "compare", "-f", "raw", "-F", "raw", expected, target);
         Assert.Equal(
-            ExternalTool.Ok("qemu-img", "map", "--output=json", "-f", "raw", expected),
-            ExternalTool.Ok("qemu-img", "map", "--output=json", "-f", "raw", target));
+            QemuTools.Ok("qemu-img", "map", "--output=json", "-f", "raw", expected),
+            QemuTools.Ok("qemu-img", "map", "--output=json", "-f", "raw", target));
     }
 
     [Fact]
     public async Task CopyOffloadProducesTheSameImage()
     {
-        using var dir = new TempDirectory();
+        using var dir = new TestDirectory();
         string source = MakeSource(dir);
         string target = dir.File("target.raw");
         await using (FormatNode input = await DiskImage.OpenAsync(source, new ImageOpenOptions { Format = "raw" }))
@@ -99,13 +101,13 @@ public class CopyEngineTests
             await CopyEngine.CopyAsync([new CopySource(input)], output, new CopyOptions { CopyOffload = true, TargetIsZero = true });
         }
 
-        ExternalTool.Ok("qemu-img", "compare", "-f", "raw", "-F", "raw", source, target);
+        QemuTools.Ok("qemu-img", "compare", "-f", "raw", "-F", "raw", source, target);
     }
 
     [Fact]
     public async Task ReportsProgressUpToOneHundred()
     {
-        using var dir = new TempDirectory();
+        using var dir = new TestDirectory();
         string source = MakeSource(dir);
         var seen = new List<double>();
         var progress = new SynchronousProgress(p => { lock (seen) { seen.Add(p); } });
@@ -119,7 +121,7 @@ public class CopyEngineTests
     [Fact]
     public async Task ASmallerTargetIsRefused()
     {
-        using var dir = new TempDirectory();
+        using var dir = new TestDirectory();
         string source = MakeSource(dir);
         await using FormatNode input = await DiskImage.OpenAsync(source, new ImageOpenOptions { Format = "raw" });
         await using FormatNode output = await CreateRawTargetAsync(dir.File("t.raw"), 1 << 20);

@@ -1,6 +1,7 @@
 using Qimg.Formats;
 using Qimg.Operations.Compare;
-using Qimg.Tests.Copy;
+
+using Qimg.Tests.TestSupport;
 
 namespace Qimg.Tests.Operations;
 
@@ -23,7 +24,7 @@ public class ImageComparerTests
 
         args.Add(a);
         args.Add(b);
-        (int code, string stdout, _) = ExternalTool.Run("qemu-img", [.. args]);
+        (int code, string stdout, _) = QemuTools.Run("qemu-img", [.. args]);
         return $"{code}:{stdout}";
     }
 
@@ -50,19 +51,19 @@ public class ImageComparerTests
     [InlineData("write -P 0x11 0 8M", "write -P 0x11 0 8M;write -P 0x13 7M 512", false)]
     public async Task SameSizeMatchesQemuImg(string firstWrites, string secondWrites, bool strict)
     {
-        using var dir = new TempDirectory();
+        using var dir = new TestDirectory();
         string a = dir.File("a.raw");
         string b = dir.File("b.raw");
-        ExternalTool.Ok("qemu-img", "create", "-f", "raw", a, "16M");
-        ExternalTool.Ok("qemu-img", "create", "-f", "raw", b, "16M");
+        QemuTools.Ok("qemu-img", "create", "-f", "raw", a, "16M");
+        QemuTools.Ok("qemu-img", "create", "-f", "raw", b, "16M");
         foreach (string write in firstWrites.Split(';'))
         {
-            ExternalTool.Ok("qemu-io", "-f", "raw", "-c", write, a);
+            QemuTools.Ok("qemu-io", "-f", "raw", "-c", write, a);
         }
 
         foreach (string write in secondWrites.Split(';'))
         {
-            ExternalTool.Ok("qemu-io", "-f", "raw", "-c", write, b);
+            QemuTools.Ok("qemu-io", "-f", "raw", "-c", write, b);
         }
 
         Assert.Equal(Expected(a, b, strict), Render(await CompareAsync(a, b, strict)));
@@ -76,16 +77,16 @@ public class ImageComparerTests
     [InlineData("", true)]
     public async Task DifferentSizesMatchQemuImg(string tailWrite, bool strict)
     {
-        using var dir = new TempDirectory();
+        using var dir = new TestDirectory();
         string small = dir.File("small.raw");
         string large = dir.File("large.raw");
-        ExternalTool.Ok("qemu-img", "create", "-f", "raw", small, "16M");
-        ExternalTool.Ok("qemu-img", "create", "-f", "raw", large, "20M");
-        ExternalTool.Ok("qemu-io", "-f", "raw", "-c", "write -P 0x11 1M 64k", small);
-        ExternalTool.Ok("qemu-io", "-f", "raw", "-c", "write -P 0x11 1M 64k", large);
+        QemuTools.Ok("qemu-img", "create", "-f", "raw", small, "16M");
+        QemuTools.Ok("qemu-img", "create", "-f", "raw", large, "20M");
+        QemuTools.Ok("qemu-io", "-f", "raw", "-c", "write -P 0x11 1M 64k", small);
+        QemuTools.Ok("qemu-io", "-f", "raw", "-c", "write -P 0x11 1M 64k", large);
         if (tailWrite.Length > 0)
         {
-            ExternalTool.Ok("qemu-io", "-f", "raw", "-c", tailWrite, large);
+            QemuTools.Ok("qemu-io", "-f", "raw", "-c", tailWrite, large);
         }
 
         Assert.Equal(Expected(small, large, strict), Render(await CompareAsync(small, large, strict)));

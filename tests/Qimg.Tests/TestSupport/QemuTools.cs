@@ -18,10 +18,16 @@ internal static class QemuTools
             start.ArgumentList.Add(arg);
         }
 
-        using Process process = Process.Start(start)!;
+        using Process process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start {program}");
         Task<string> stdout = process.StandardOutput.ReadToEndAsync();
         Task<string> stderr = process.StandardError.ReadToEndAsync();
-        process.WaitForExit();
+        if (!process.WaitForExit(120_000))
+        {
+            // A hung tool must fail the test, not the whole run.
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"{program} {string.Join(' ', args)} did not finish");
+        }
+
         return (process.ExitCode, stdout.Result, stderr.Result);
     }
 

@@ -5,12 +5,14 @@ using Qimg.Formats.Raw;
 using Qimg.Options;
 using Qimg.Tests.Protocols.File;
 
+using Qimg.Tests.TestSupport;
+
 namespace Qimg.Tests.Formats.Raw;
 
 /// <summary>The raw format: probing restrictions, offset/size windows, pass-through of I/O and block status.</summary>
 public sealed class RawImageTests : IDisposable
 {
-    private readonly TempDirectory _directory = new();
+    private readonly TestDirectory _directory = new();
 
     public void Dispose() => _directory.Dispose();
 

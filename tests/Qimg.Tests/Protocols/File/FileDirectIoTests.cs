@@ -5,6 +5,8 @@ using Qimg.Interop;
 using Qimg.Protocols;
 using Qimg.Protocols.File;
 
+using Qimg.Tests.TestSupport;
+
 namespace Qimg.Tests.Protocols.File;
 
 /// <summary>
@@ -15,7 +17,7 @@ public sealed class FileDirectIoTests : IDisposable
 {
     private static readonly CacheMode None = new(Direct: true, WriteThrough: false, NoFlush: false);
 
-    private readonly TempDirectory _directory = new();
+    private readonly TestDirectory _directory = new();
 
     public void Dispose() => _directory.Dispose();
 

@@ -3,12 +3,14 @@ using Qimg.Formats;
 using Qimg.Protocols;
 using Qimg.Protocols.File;
 
+using Qimg.Tests.TestSupport;
+
 namespace Qimg.Tests.Protocols.File;
 
 /// <summary>Block status of sparse files (holes, data, partial sectors at EOF) against `qemu-img map --output=json`.</summary>
 public sealed class FileNodeBlockStatusTests : IDisposable
 {
-    private readonly TempDirectory _directory = new();
+    private readonly TestDirectory _directory = new();
 
     public void Dispose() => _directory.Dispose();
 

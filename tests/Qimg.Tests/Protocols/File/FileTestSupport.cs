@@ -4,32 +4,9 @@ using System.Text;
 using System.Text.Json;
 using Qimg.Block;
 using Qimg.Interop;
+using Qimg.Tests.TestSupport;
 
 namespace Qimg.Tests.Protocols.File;
-
-/// <summary>A per-test temporary directory, deleted on dispose.</summary>
-internal sealed class TempDirectory : IDisposable
-{
-    public TempDirectory()
-    {
-        Path = Directory.CreateTempSubdirectory("qimg-file-").FullName;
-    }
-
-    public string Path { get; }
-
-    public string File(string name) => System.IO.Path.Combine(Path, name);
-
-    public void Dispose()
-    {
-        try
-        {
-            Directory.Delete(Path, recursive: true);
-        }
-        catch (IOException)
-        {
-        }
-    }
-}
 
 /// <summary>The result of running an external tool.</summary>
 internal readonly record struct ToolResult(int ExitCode, string Stdout, string Stderr);
@@ -39,27 +16,8 @@ internal static class Tools
 {
     public static ToolResult Run(string program, params string[] arguments)
     {
-        var start = new ProcessStartInfo(program)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (string argument in arguments)
-        {
-            start.ArgumentList.Add(argument);
-        }
-
-        using Process process = Process.Start(start) ?? throw new InvalidOperationException($"Could not start {program}");
-        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
-        Task<string> stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(120_000))
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"{program} {string.Join(' ', arguments)} did not finish");
-        }
-
-        return new ToolResult(process.ExitCode, stdout.Result, stderr.Result);
+        (int exitCode, string stdout, string stderr) = QemuTools.Run(program, arguments);
+        return new ToolResult(exitCode, stdout, stderr);
     }
 
     /// <summary>Runs a tool that must succeed and returns its stdout.</summary>

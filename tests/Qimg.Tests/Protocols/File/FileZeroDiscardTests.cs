@@ -4,6 +4,8 @@ using Qimg.Formats;
 using Qimg.Protocols;
 using Qimg.Protocols.File;
 
+using Qimg.Tests.TestSupport;
+
 namespace Qimg.Tests.Protocols.File;
 
 /// <summary>
@@ -12,7 +14,7 @@ namespace Qimg.Tests.Protocols.File;
 /// </summary>
 public sealed class FileZeroDiscardTests : IDisposable
 {
-    private readonly TempDirectory _directory = new();
+    private readonly TestDirectory _directory = new();
 
     public void Dispose() => _directory.Dispose();
 

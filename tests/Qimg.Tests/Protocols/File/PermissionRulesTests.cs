@@ -1,5 +1,7 @@
 using Qimg.Block;
 
+using Qimg.Tests.TestSupport;
+
 namespace Qimg.Tests.Protocols.File;
 
 /// <summary>
@@ -8,7 +10,7 @@ namespace Qimg.Tests.Protocols.File;
 /// </summary>
 public sealed class PermissionRulesTests : IDisposable
 {
-    private readonly TempDirectory _directory = new();
+    private readonly TestDirectory _directory = new();
 
     public void Dispose() => _directory.Dispose();
 
