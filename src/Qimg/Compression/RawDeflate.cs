@@ -29,14 +29,7 @@ public static unsafe class RawDeflate
     /// <exception cref="IOException">zlib failed for another reason.</exception>
     public static int Compress(ReadOnlySpan<byte> source, Span<byte> destination, int windowBits = QcowWindowBits)
     {
-        StreamHolder holder = t_deflater ??= StreamHolder.ForDeflate(windowBits);
-        if (holder.WindowBits != windowBits)
-        {
-            holder.Dispose();
-            holder = t_deflater = StreamHolder.ForDeflate(windowBits);
-        }
-
-        ZlibNative.ZStream* stream = holder.Stream;
+        ZlibNative.ZStream* stream = ThreadStream(ref t_deflater, windowBits, deflate: true);
         if (ZlibNative.DeflateReset(stream) != ZlibNative.ZOk)
         {
             throw new IOException("zlib: deflateReset failed");
@@ -69,14 +62,7 @@ public static unsafe class RawDeflate
     /// <returns>True when exactly <paramref name="destination"/>.Length bytes were produced.</returns>
     public static bool Decompress(ReadOnlySpan<byte> source, Span<byte> destination, int windowBits = QcowWindowBits)
     {
-        StreamHolder holder = t_inflater ??= StreamHolder.ForInflate(windowBits);
-        if (holder.WindowBits != windowBits)
-        {
-            holder.Dispose();
-            holder = t_inflater = StreamHolder.ForInflate(windowBits);
-        }
-
-        ZlibNative.ZStream* stream = holder.Stream;
+        ZlibNative.ZStream* stream = ThreadStream(ref t_inflater, windowBits, deflate: false);
         if (ZlibNative.InflateReset(stream) != ZlibNative.ZOk)
         {
             throw new IOException("zlib: inflateReset failed");
@@ -97,6 +83,18 @@ public static unsafe class RawDeflate
             // (Z_BUF_ERROR), both count: QEMU only requires the cluster to be filled.
             return full && (result == ZlibNative.ZStreamEnd || result == ZlibNative.ZBufError || result == ZlibNative.ZOk);
         }
+    }
+
+    /// <summary>This thread's stream for <paramref name="windowBits"/>, created (or recreated for another window) on first use.</summary>
+    private static ZlibNative.ZStream* ThreadStream(ref StreamHolder? slot, int windowBits, bool deflate)
+    {
+        if (slot is null || slot.WindowBits != windowBits)
+        {
+            slot?.Dispose();
+            slot = deflate ? StreamHolder.ForDeflate(windowBits) : StreamHolder.ForInflate(windowBits);
+        }
+
+        return slot.Stream;
     }
 
     /// <summary>A z_stream in native memory (zlib keeps pointers into it, so it must not move).</summary>
