@@ -40,7 +40,9 @@ public sealed class Qcow2Driver : FormatDriver
             context.ReadOnly,
             context.Options.Warning,
             (name, ct) => context.OpenReferencedFileAsync(ImplicitOpenKind.DataFile, name, ct, relativeToImage: false),
-            SkipDataFile: context.Options.NoIo);
+            SkipDataFile: context.Options.NoIo,
+            Check: context.Options.Check,
+            CheckReport: context.Options.CheckReport);
         return await Qcow2Image.OpenAsync(file, parameters, cancellationToken).ConfigureAwait(false);
     }
 
