@@ -151,18 +151,20 @@ internal static class CheckCommand
 
     /// <summary>
     /// Prints a line of a check's report as qemu-img does: most are printed as they are, those QEMU reports with
-    /// <c>error_report</c> get the program name.
+    /// <c>error_report</c> get the program name. Advice to run a qemu-img command ("Use qemu-img amend …") names this
+    /// program instead.
     /// </summary>
     internal static void WriteMessage(CommandContext context, CheckMessage message)
     {
+        string text = message.Text.Replace("qemu-img ", CliApplication.ProgramName + " ", StringComparison.Ordinal);
         if (message.IsError)
         {
-            context.ReportError(message.Text);
+            context.ReportError(text);
         }
         else
         {
             context.Out.Flush();
-            context.Error.Write(message.Text + "\n");
+            context.Error.Write(text + "\n");
         }
     }
 

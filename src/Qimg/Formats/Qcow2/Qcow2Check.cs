@@ -229,10 +229,12 @@ internal sealed partial class Qcow2Check
     }
 
     /// <summary>
-    /// How many L1 and L2 entries one counting pass may look at: far more than any real image needs (every L2 table the
-    /// file could hold, looked at 64 times, or 2^31 entries), but finite when tables reference each other again and again.
+    /// How many L1 and L2 entries one counting pass may look at: more than any real image needs (every L2 table the file
+    /// could hold, looked at 64 times — each snapshot adds at least a cluster of L1 table to the file — and at least 2^28
+    /// entries, a quarter of a second of work), but finite when tables reference the same tables again and again, which
+    /// would otherwise keep the check busy for hours.
     /// </summary>
-    private long WorkBudget(long fileClusters) => Math.Max(1L << 31, fileClusters * _l2Size * 64);
+    private long WorkBudget(long fileClusters) => Math.Max(1L << 28, fileClusters * _l2Size * 64);
 
     /// <summary>QEMU's calculate_refcounts: counts every reference to a host cluster.</summary>
     private async ValueTask CalculateRefcountsAsync(CheckResult res, RepairMode fix, Qcow2RefcountArray counts, CancellationToken cancellationToken)
@@ -439,16 +441,13 @@ internal sealed partial class Qcow2Check
     private async ValueTask CheckL2Async(CheckResult res, Qcow2RefcountArray counts, long l2Offset, TableBatch batch, int slot, bool fragInfo, RepairMode fix, bool active, CancellationToken cancellationToken)
     {
         long nextContiguousOffset = 0;
-        for (int i = 0; i < _l2Size; i++)
+
+        // All-zero entries (unallocated, nothing to count or check) are skipped in bulk.
+        for (int i = NextNonZeroEntry(batch.Table(slot), 0); i < _l2Size; i = NextNonZeroEntry(batch.Table(slot), i + 1))
         {
             ReadOnlySpan<byte> table = batch.Table(slot);
             ulong entry = BinaryPrimitives.ReadUInt64BigEndian(table[(i * _l2EntrySize)..]);
             ulong bitmap = _hasSubclusters ? BinaryPrimitives.ReadUInt64BigEndian(table[(i * _l2EntrySize + 8)..]) : 0;
-            if ((entry | bitmap) == 0)
-            {
-                // Unallocated, nothing to count or check.
-                continue;
-            }
 
             Qcow2ClusterType type = new Qcow2L2Entry(entry, bitmap).GetClusterType(_hasSubclusters, _hasDataFile);
             if (type != Qcow2ClusterType.Compressed && (entry & Qcow2Layout.L2StandardReservedMask) != 0)
@@ -1111,13 +1110,9 @@ internal sealed partial class Qcow2Check
                 }
 
                 int dirty = 0;
-                for (int j = 0; j < _l2Size; j++)
+                for (int j = NextNonZeroEntry(batch.Table(k), 0); j < _l2Size; j = NextNonZeroEntry(batch.Table(k), j + 1))
                 {
                     ulong entry = BinaryPrimitives.ReadUInt64BigEndian(batch.Table(k)[(j * _l2EntrySize)..]);
-                    if (entry == 0)
-                    {
-                        continue;
-                    }
 
                     Qcow2ClusterType type = new Qcow2L2Entry(entry, 0).GetClusterType(_hasSubclusters, _hasDataFile);
                     if (type is not (Qcow2ClusterType.Normal or Qcow2ClusterType.ZeroAllocated))
@@ -1189,6 +1184,18 @@ internal sealed partial class Qcow2Check
     }
 
     // ------------------------------------------------------------ helpers
+
+    /// <summary>The first L2 entry from <paramref name="index"/> on with a non-zero byte (descriptor or bitmap), or L2Size.</summary>
+    private int NextNonZeroEntry(ReadOnlySpan<byte> table, int index)
+    {
+        if (index >= _l2Size)
+        {
+            return _l2Size;
+        }
+
+        int found = table[(index * _l2EntrySize)..].IndexOfAnyExcept((byte)0);
+        return found < 0 ? _l2Size : index + found / _l2EntrySize;
+    }
 
     private long SizeToClusters(long size) => (long)(((ulong)size + (ulong)_clusterSize - 1) >> _clusterBits);
 
