@@ -191,6 +191,7 @@ internal sealed partial class Qcow2Check
         _header.SnapshotsOffset = (ulong)tableOffset;
         _snapshotsOffset = tableOffset;
         _snapshotsSize = size;
+        _image.SetSnapshotTableForCheck(tableOffset, size);
         for (int i = 0; i < Snapshots.Count; i++)
         {
             // The table now holds the known extra data of every entry.
@@ -211,5 +212,6 @@ internal sealed partial class Qcow2Check
 
         _snapshotsOffset = offset;
         _snapshotsSize = size;
+        _image.SetSnapshotTableForCheck(offset, size);
     }
 }

@@ -18,6 +18,9 @@ public sealed partial class Qcow2Image
     /// <summary>The incompatible features before the current repair started writing (null when no repair is writing).</summary>
     private ulong? _featuresBeforeRepair;
 
+    /// <summary>The snapshot table's size on disk as the check found it (null: the size of the entries in the list).</summary>
+    private long? _snapshotTableBytes;
+
     public override bool SupportsCheck => true;
 
     /// <summary>
@@ -79,10 +82,21 @@ public sealed partial class Qcow2Image
     /// <summary>The snapshot list the image uses; the check replaces its contents with the table it read.</summary>
     internal List<Qcow2Snapshot> CheckSnapshots => _snapshots;
 
+    /// <summary>
+    /// Bytes the snapshot table spans on disk as the check read it (QEMU's snapshots_size), which the overlap check
+    /// protects; entries whose extra data the check cut are longer on disk than in the list.
+    /// </summary>
+    internal void SetSnapshotTableForCheck(long offset, long size)
+    {
+        _header.SnapshotsOffset = (ulong)offset;
+        _snapshotTableBytes = size;
+    }
+
     /// <summary>Writes both metadata caches back (the check reads metadata from the file).</summary>
     internal async ValueTask WriteCachesForCheckAsync(CancellationToken cancellationToken)
     {
-        if (IsReadOnly)
+        // An image the check marked corrupt writes nothing more (QEMU makes it unusable).
+        if (IsReadOnly || _failed)
         {
             return;
         }
@@ -129,7 +143,14 @@ public sealed partial class Qcow2Image
         await FlushForCheckAsync(cancellationToken).ConfigureAwait(false);
         if (_header.Version >= 3)
         {
-            await WriteHeaderFieldAsync(Qcow2Layout.IncompatibleFeaturesOffset, _header.IncompatibleFeatures, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await WriteHeaderFieldAsync(Qcow2Layout.IncompatibleFeaturesOffset, _header.IncompatibleFeatures, cancellationToken).ConfigureAwait(false);
+            }
+            catch (IOException) when (_failed)
+            {
+                // The image is marked corrupt already; the repair that was interrupted is reported by the check.
+            }
         }
     }
 
@@ -206,6 +227,12 @@ public sealed partial class Qcow2Image
             ? $"qcow2: Marking image as corrupt: {message}; further corruption events will be suppressed"
             : $"qcow2: Image is corrupt: {message}; further non-fatal corruption events will be suppressed"));
         _signaledCorruption = true;
+        if (fatal)
+        {
+            // Nothing cached is written any more: what is in the caches may be what the corruption would spread.
+            _failed = true;
+        }
+
         if (fatal && _header.Version >= 3)
         {
             _header.IncompatibleFeatures |= Qcow2Layout.IncompatCorrupt;
