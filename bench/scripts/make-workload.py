@@ -9,16 +9,20 @@ path = sys.argv[1]
 size = int(sys.argv[2]) if len(sys.argv) > 2 else 4 << 30
 data = int(sys.argv[3]) if len(sys.argv) > 3 else 1 << 30
 extent = 1 << 20          # each extent is 1 MiB
-slot = 4 << 20            # one extent per 4 MiB slot at most, at a 64 KiB-aligned offset inside it
+slot = 2 << 20            # one extent per 2 MiB slot at most, at a 64 KiB-aligned offset inside it
 
 rng = random.Random(20261125)
 words = [bytes(rng.choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9))) for _ in range(2000)]
 
+# A 32 MiB pool of text-like data; each compressible extent is a window of it at a random offset.
+pool = bytearray()
+while len(pool) < 32 << 20:
+    pool += b" ".join(rng.choice(words) for _ in range(12)) + b".\n"
+pool = bytes(pool)
+
 def compressible(length):
-    out = bytearray()
-    while len(out) < length:
-        out += b" ".join(rng.choice(words) for _ in range(12)) + b".\n"
-    return bytes(out[:length])
+    start = rng.randrange(0, len(pool) - length)
+    return pool[start:start + length]
 
 slots = list(range(size // slot))
 rng.shuffle(slots)

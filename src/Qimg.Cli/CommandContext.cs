@@ -1,3 +1,4 @@
+using Qimg.Formats;
 using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using Qimg.Options;
@@ -76,8 +77,27 @@ internal sealed class CommandContext
         Error.Write($"{CliApplication.ProgramName}: {message}\n");
     }
 
-    /// <summary>Prints "qimg: warning: message" on stderr (qemu's <c>warn_report</c>).</summary>
-    public void ReportWarning(string message) => ReportError("warning: " + message);
+    /// <summary>
+    /// Prints a library warning: "qimg: warning: message" (qemu's <c>warn_report</c>), or the text as it is for the
+    /// messages QEMU prints raw with fprintf (see <see cref="ImageOpenOptions.Warning"/>).
+    /// </summary>
+    public void ReportWarning(string message)
+    {
+        if (ImageOpenOptions.IsVerbatimWarning(message))
+        {
+            ReportVerbatim(message);
+            return;
+        }
+
+        ReportError("warning: " + message);
+    }
+
+    /// <summary>Prints a line QEMU writes to stderr as it is (fprintf), without the program name.</summary>
+    public void ReportVerbatim(string message)
+    {
+        Out.Flush();
+        Error.Write(message + "\n");
+    }
 
     /// <summary>qemu-img's <c>error_exit</c>: the message, the "Try --help" line, exit status 1. Throw the result.</summary>
     public CliExitException ErrorExit(string message)
@@ -105,6 +125,12 @@ internal sealed class CommandContext
     {
         Out.Flush();
         Error.Write(ErrorReporter.Format(exception, prefix));
+        if (Environment.GetEnvironmentVariable("QIMG_DEBUG") is { Length: > 0 })
+        {
+            // For maintainers: the whole story behind a one-line error.
+            Error.Write(exception + "\n");
+        }
+
         return 1;
     }
 

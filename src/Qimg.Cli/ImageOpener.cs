@@ -41,5 +41,7 @@ internal static class ImageOpener
         ReadOnly = true,
         ForceShare = forceShare,
         Warning = context.ReportWarning,
+        Message = context.ReportVerbatim,
+        CheckReport = message => Commands.CheckCommand.WriteMessage(context, message),
     };
 }

@@ -11,7 +11,7 @@ namespace Qimg;
 public static class DiskImage
 {
     /// <summary>How many bytes format probing looks at (QEMU's BLOCK_PROBE_BUF_SIZE).</summary>
-    public const int ProbeSize = 2048;
+    public const int ProbeSize = 512;
 
     /// <summary>Deepest backing chain qimg follows before calling it a loop or an attack.</summary>
     public const int MaxBackingDepth = 64;

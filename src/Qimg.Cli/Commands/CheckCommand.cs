@@ -86,8 +86,6 @@ internal static class CheckCommand
             Format = source.Format,
             DriverOptions = source.DriverOptions,
             Cache = cacheMode,
-            Warning = message => WriteWarning(context, message),
-            CheckReport = message => WriteMessage(context, message),
         };
         if (forceShare && !options.ReadOnly)
         {
@@ -165,20 +163,6 @@ internal static class CheckCommand
         {
             context.Out.Flush();
             context.Error.Write(text + "\n");
-        }
-    }
-
-    /// <summary>Warnings from opening: QEMU's fprintf'd "WARNING: …" texts as they are, the others as warn_report lines.</summary>
-    private static void WriteWarning(CommandContext context, string message)
-    {
-        if (message.StartsWith("WARNING: ", StringComparison.Ordinal))
-        {
-            context.Out.Flush();
-            context.Error.Write(message + "\n");
-        }
-        else
-        {
-            context.ReportWarning(message);
         }
     }
 }

@@ -25,7 +25,7 @@ public abstract class FormatDriver
     public virtual IReadOnlyList<OptionDescriptor> CreateOptions => [];
 
     /// <summary>
-    /// How sure this driver is that <paramref name="header"/> (the first bytes of the file, up to 2048) is its format:
+    /// How sure this driver is that <paramref name="header"/> (the first 512 bytes of the file, zero-padded) is its format:
     /// 0 = not at all, 100 = certain by magic; raw answers 1. Pure: no I/O.
     /// </summary>
     public virtual int Probe(ReadOnlySpan<byte> header, string? fileName) => 0;

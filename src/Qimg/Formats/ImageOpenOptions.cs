@@ -67,9 +67,20 @@ public sealed record ImageOpenOptions
     /// <summary>
     /// Receives warnings in qemu-img's words (the CLI prints them on stderr); null drops them. Most are QEMU
     /// <c>warn_report</c> texts, which qemu-img prints as "qemu-img: warning: TEXT". A text starting with "WARNING: "
-    /// (raw's probing warning, several lines) is one QEMU prints verbatim with fprintf: print it as is, plus a newline.
+    /// (raw's probing warning, several lines) or "qcow2: " (qcow2's corruption events) is one QEMU prints verbatim with
+    /// fprintf: print it as is, plus a newline (<see cref="IsVerbatimWarning"/>).
     /// </summary>
     public Action<string>? Warning { get; init; }
+
+    /// <summary>True for warnings QEMU prints verbatim (fprintf) rather than as "program: warning: TEXT".</summary>
+    public static bool IsVerbatimWarning(string message) =>
+        message.StartsWith("WARNING: ", StringComparison.Ordinal) || message.StartsWith("qcow2: ", StringComparison.Ordinal);
+
+    /// <summary>
+    /// Receives lines QEMU prints on stderr as they are, without "warning:" (for example qcow2's "qcow2: Marking image as
+    /// corrupt: …" reports); null sends them to <see cref="Warning"/> instead.
+    /// </summary>
+    public Action<string>? Message { get; init; }
 }
 
 /// <summary>

@@ -14,22 +14,40 @@ internal sealed record Qcow2Bitmap(string Name, int GranularityBits, uint Flags,
 {
     public const uint FlagInUse = 1;
     public const uint FlagAuto = 2;
+
+    public bool IsInUse => (Flags & FlagInUse) != 0;
 }
 
 /// <summary>
-/// Reads the bitmap directory (QEMU's bitmap_list_load and check_dir_entry), for <c>info</c>. Bitmap contents are not
-/// loaded: qimg does not track or update persistent bitmaps.
+/// The on-disk side of persistent bitmaps (qcow2 spec, "Bitmaps extension" and "Bitmap directory"; QEMU's
+/// <c>qcow2-bitmap.c</c>): the bitmap directory, bitmap tables and bitmap data clusters, read and validated with QEMU's
+/// limits and messages, and built for writing. The lifecycle (load on open, mark in use, store on close) lives in
+/// <c>Qcow2Image.Bitmaps.cs</c>.
 /// </summary>
 internal static class Qcow2Bitmaps
 {
-    private const int DirectoryEntrySize = 24;
-    private const uint MaxTableSize = 0x8000000;
-    private const ulong MaxPhysicalSize = 0x20000000;
-    private const int MinGranularityBits = 9;
-    private const int MaxGranularityBits = 31;
-    private const int MaxNameSize = 1023;
+    public const int DirectoryEntrySize = 24;
+
+    /// <summary>Most entries in one bitmap table (QEMU's BME_MAX_TABLE_SIZE).</summary>
+    public const uint MaxTableSize = 0x8000000;
+
+    /// <summary>Most bytes of bitmap data (QEMU's BME_MAX_PHYS_SIZE, which bounds a bitmap in memory to 512 MiB).</summary>
+    public const ulong MaxPhysicalSize = 0x20000000;
+
+    public const int MinGranularityBits = 9;
+    public const int MaxGranularityBits = 31;
+    public const int MaxNameSize = 1023;
+
     private const uint ReservedFlags = 0xfffffffc;
     private const byte TypeDirtyTracking = 1;
+
+    /// <summary>Bitmap table entry bits 1-8 and 56-63 are reserved.</summary>
+    private const ulong TableEntryReservedMask = 0xff000000000001feUL;
+
+    public const ulong TableEntryOffsetMask = 0x00fffffffffffe00UL;
+
+    /// <summary>Bitmap table entry bit 0 without an offset: the cluster's bits are all ones.</summary>
+    public const ulong TableEntryAllOnes = 1;
 
     /// <summary>Loads and validates the directory the header's bitmaps extension points to (at most 64 MiB, QEMU's limit).</summary>
     /// <exception cref="InvalidDataException">The directory is malformed (QEMU's messages).</exception>
@@ -86,19 +104,16 @@ internal static class Qcow2Bitmaps
                 throw new InvalidDataException("Bitmap extra data is not supported");
             }
 
+            // QEMU copies the name with g_strndup: it ends at the first NUL byte.
             ReadOnlySpan<byte> nameBytes = entry.Slice(DirectoryEntrySize, nameSize);
-            ulong physicalBytes = (ulong)tableSize * (ulong)header.ClusterSize;
-            bool invalid = tableSize == 0 || tableOffset == 0 || tableOffset % (ulong)header.ClusterSize != 0
-                || tableSize > MaxTableSize || granularityBits > MaxGranularityBits || granularityBits < MinGranularityBits
-                || (flags & ReservedFlags) != 0 || nameSize > MaxNameSize || type != TypeDirtyTracking
-                || physicalBytes > MaxPhysicalSize
-                || ((flags & Qcow2Bitmap.FlagInUse) == 0 && (ulong)imageSize > (physicalBytes * 8) << granularityBits);
-            if (invalid)
+            int nul = nameBytes.IndexOf((byte)0);
+            string name = Encoding.UTF8.GetString(nul >= 0 ? nameBytes[..nul] : nameBytes);
+            if (!IsValidEntry(tableOffset, tableSize, flags, type, granularityBits, nameSize, header.ClusterSize, imageSize))
             {
-                throw new InvalidDataException($"Bitmap '{Encoding.UTF8.GetString(nameBytes)}' doesn't satisfy the constraints");
+                throw new InvalidDataException($"Bitmap '{name}' doesn't satisfy the constraints");
             }
 
-            bitmaps.Add(new Qcow2Bitmap(Encoding.UTF8.GetString(nameBytes), granularityBits, flags, tableOffset, tableSize));
+            bitmaps.Add(new Qcow2Bitmap(name, granularityBits, flags, tableOffset, tableSize));
             position += (int)entrySize;
         }
 
@@ -108,5 +123,141 @@ internal static class Qcow2Bitmaps
         }
 
         return bitmaps;
+    }
+
+    /// <summary>
+    /// QEMU's check_dir_entry: the table is present, aligned and within the limits, the granularity, flags, name and type
+    /// are valid, and a bitmap that is not in use has a table large enough for the image.
+    /// </summary>
+    private static bool IsValidEntry(ulong tableOffset, uint tableSize, uint flags, byte type, int granularityBits, int nameSize, int clusterSize, long imageSize)
+    {
+        ulong physicalBytes = (ulong)tableSize * (ulong)clusterSize;
+        return !(tableSize == 0 || tableOffset == 0 || tableOffset % (ulong)clusterSize != 0
+            || tableSize > MaxTableSize || granularityBits > MaxGranularityBits || granularityBits < MinGranularityBits
+            || (flags & ReservedFlags) != 0 || nameSize > MaxNameSize || type != TypeDirtyTracking
+            || physicalBytes > MaxPhysicalSize
+            || ((flags & Qcow2Bitmap.FlagInUse) == 0 && (ulong)imageSize > (physicalBytes * 8) << granularityBits));
+    }
+
+    /// <summary>Bytes a directory entry for a name of <paramref name="nameBytes"/> bytes takes (8-byte aligned).</summary>
+    public static int EntrySize(int nameBytes) => (DirectoryEntrySize + nameBytes + 7) & ~7;
+
+    /// <summary>Bytes of a directory holding <paramref name="entries"/>.</summary>
+    public static long DirectorySize(IEnumerable<Qcow2Bitmap> entries)
+    {
+        long size = 0;
+        foreach (Qcow2Bitmap entry in entries)
+        {
+            size += EntrySize(Encoding.UTF8.GetByteCount(entry.Name));
+        }
+
+        return size;
+    }
+
+    /// <summary>
+    /// Builds the directory for <paramref name="entries"/> (QEMU's bitmap_list_store): every entry must pass the checks an
+    /// entry read from disk must pass.
+    /// </summary>
+    /// <exception cref="IOException">EINVAL: an entry is invalid, or the directory is empty or larger than 64 MiB.</exception>
+    public static byte[] BuildDirectory(IReadOnlyList<Qcow2Bitmap> entries, int clusterSize, long imageSize)
+    {
+        long size = DirectorySize(entries);
+        if (size == 0 || size > Qcow2Layout.MaxBitmapDirectoryBytes)
+        {
+            throw Qcow2ThrowHelper.Errno(Qcow2ThrowHelper.EINVAL);
+        }
+
+        byte[] directory = new byte[size];
+        int position = 0;
+        foreach (Qcow2Bitmap entry in entries)
+        {
+            byte[] name = Encoding.UTF8.GetBytes(entry.Name);
+            if (name.Length > ushort.MaxValue
+                || !IsValidEntry(entry.TableOffset, entry.TableSize, entry.Flags, TypeDirtyTracking, entry.GranularityBits, name.Length, clusterSize, imageSize))
+            {
+                throw Qcow2ThrowHelper.Errno(Qcow2ThrowHelper.EINVAL);
+            }
+
+            Span<byte> span = directory.AsSpan(position);
+            BinaryPrimitives.WriteUInt64BigEndian(span, entry.TableOffset);
+            BinaryPrimitives.WriteUInt32BigEndian(span[8..], entry.TableSize);
+            BinaryPrimitives.WriteUInt32BigEndian(span[12..], entry.Flags);
+            span[16] = TypeDirtyTracking;
+            span[17] = (byte)entry.GranularityBits;
+            BinaryPrimitives.WriteUInt16BigEndian(span[18..], (ushort)name.Length);
+            name.CopyTo(span[DirectoryEntrySize..]);
+            position += EntrySize(name.Length);
+        }
+
+        return directory;
+    }
+
+    /// <summary>QEMU's check_table_entry: no reserved bits; with an offset, bit 0 clear and the offset cluster aligned.</summary>
+    public static bool IsValidTableEntry(ulong entry, int clusterSize)
+    {
+        if ((entry & TableEntryReservedMask) != 0)
+        {
+            return false;
+        }
+
+        ulong offset = entry & TableEntryOffsetMask;
+        return offset == 0 || ((entry & TableEntryAllOnes) == 0 && offset % (ulong)clusterSize == 0);
+    }
+
+    /// <summary>
+    /// Reads a bitmap table (QEMU's bitmap_table_load). The size was validated with the directory, so the table is at most
+    /// 8 MiB (512 MiB of data in clusters of at least 512 bytes).
+    /// </summary>
+    /// <exception cref="IOException">EINVAL: an entry is invalid.</exception>
+    public static async ValueTask<ulong[]> ReadTableAsync(BlockNode file, ulong tableOffset, uint tableSize, int clusterSize, CancellationToken cancellationToken)
+    {
+        byte[] raw = new byte[(long)tableSize * 8];
+        await file.ReadAsync((long)tableOffset, raw, cancellationToken).ConfigureAwait(false);
+        var table = new ulong[tableSize];
+        for (int i = 0; i < table.Length; i++)
+        {
+            table[i] = BinaryPrimitives.ReadUInt64BigEndian(raw.AsSpan(i * 8));
+            if (!IsValidTableEntry(table[i], clusterSize))
+            {
+                throw Qcow2ThrowHelper.Errno(Qcow2ThrowHelper.EINVAL);
+            }
+        }
+
+        return table;
+    }
+
+    /// <summary>
+    /// Entries a bitmap table needs for <paramref name="bitmap"/> in clusters of <paramref name="clusterSize"/> bytes: its
+    /// serialized size (whole 64-bit words) divided by the cluster size, rounded up.
+    /// </summary>
+    public static long TableSizeFor(DirtyBitmap bitmap, int clusterSize) => ((bitmap.WordCount * 8) + clusterSize - 1) / clusterSize;
+
+    /// <summary>
+    /// Reads the bitmap's data clusters into <paramref name="bitmap"/> (QEMU's load_bitmap_data): each table entry holds
+    /// the words of one cluster; an entry without an offset is all zeroes, or all ones with bit 0 set.
+    /// </summary>
+    public static async ValueTask ReadDataAsync(BlockNode file, ulong[] table, DirtyBitmap bitmap, int clusterSize, CancellationToken cancellationToken)
+    {
+        long wordsPerCluster = clusterSize / 8;
+        long totalWords = bitmap.WordCount;
+        byte[] buffer = new byte[clusterSize];
+        for (int i = 0; i < table.Length; i++)
+        {
+            long firstWord = i * wordsPerCluster;
+            long words = Math.Min(wordsPerCluster, totalWords - firstWord);
+            ulong offset = table[i] & TableEntryOffsetMask;
+            if (offset == 0)
+            {
+                if ((table[i] & TableEntryAllOnes) != 0)
+                {
+                    bitmap.DeserializeOnes(firstWord, words);
+                }
+
+                continue;
+            }
+
+            await file.ReadAsync((long)offset, buffer, cancellationToken).ConfigureAwait(false);
+            bitmap.Deserialize(firstWord, buffer.AsSpan(0, (int)words * 8));
+        }
     }
 }

@@ -122,13 +122,7 @@ internal sealed class Qcow2ClusterMap
             return l1;
         }
 
-        byte[] raw = new byte[(long)l1.Length * Qcow2Layout.L1EntrySize];
-        await file.ReadAsync((long)header.L1TableOffset, raw, cancellationToken).ConfigureAwait(false);
-        for (int i = 0; i < l1.Length; i++)
-        {
-            l1[i] = BinaryPrimitives.ReadUInt64BigEndian(raw.AsSpan(i * 8));
-        }
-
+        await ReadTableAsync(file, (long)header.L1TableOffset, l1, cancellationToken).ConfigureAwait(false);
         return l1;
     }
 
@@ -138,6 +132,21 @@ internal sealed class Qcow2ClusterMap
         _l1 = table;
         _header.L1TableOffset = (ulong)offset;
         _header.L1Size = (uint)table.Length;
+    }
+
+    /// <summary>Reads a table of big-endian 64-bit entries in 1 MiB pieces (so no second full-size buffer is needed).</summary>
+    internal static async ValueTask ReadTableAsync(BlockNode file, long offset, ulong[] table, CancellationToken cancellationToken)
+    {
+        byte[] raw = new byte[Math.Min((long)table.Length * 8, 1 << 20)];
+        for (int first = 0; first < table.Length; first += raw.Length / 8)
+        {
+            int count = Math.Min(raw.Length / 8, table.Length - first);
+            await file.ReadAsync(offset + (long)first * 8, raw.AsMemory(0, count * 8), cancellationToken).ConfigureAwait(false);
+            for (int i = 0; i < count; i++)
+            {
+                table[first + i] = BinaryPrimitives.ReadUInt64BigEndian(raw.AsSpan(i * 8));
+            }
+        }
     }
 
     // ------------------------------------------------------------ L2 entry access

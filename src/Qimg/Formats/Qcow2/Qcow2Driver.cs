@@ -40,9 +40,12 @@ public sealed class Qcow2Driver : FormatDriver
             context.ReadOnly,
             context.Options.Warning,
             (name, ct) => context.OpenReferencedFileAsync(ImplicitOpenKind.DataFile, name, ct, relativeToImage: false),
-            SkipDataFile: context.Options.NoIo,
+            MetadataOnly: context.Options.NoIo,
             Check: context.Options.Check,
-            CheckReport: context.Options.CheckReport);
+            CheckReport: context.Options.CheckReport)
+        {
+            Message = context.Options.Message,
+        };
         return await Qcow2Image.OpenAsync(file, parameters, cancellationToken).ConfigureAwait(false);
     }
 

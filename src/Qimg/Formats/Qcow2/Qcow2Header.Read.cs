@@ -186,11 +186,6 @@ internal sealed partial class Qcow2Header
 
         header.ReadExtensions(cluster, extensionsEnd, null, warn);
 
-        if (header.CryptMethod == Qcow2Layout.CryptLuks && header.CryptoHeaderOffset == 0)
-        {
-            throw new InvalidDataException($"Missing CRYPTO header for crypt method {header.CryptMethod}");
-        }
-
         if (header.BackingFileOffset != 0)
         {
             uint length = header.BackingFileSize;
@@ -374,6 +369,7 @@ internal sealed partial class Qcow2Header
                     {
                         if (!collectOnly)
                         {
+                            HasIgnoredBitmapsExtension = true;
                             warn?.Invoke(Version < 3
                                 ? "This qcow2 v2 image contains bitmaps, but they may have been modified by a program without persistent bitmap support; so now they must all be considered inconsistent"
                                 : "a program lacking bitmap support modified this file, so all bitmaps are now considered inconsistent");

@@ -74,6 +74,12 @@ internal sealed partial class Qcow2Header
 
     public bool HasBitmapsExtension { get; set; }
 
+    /// <summary>
+    /// A bitmaps extension was found without the "bitmaps" auto-clear bit, so it was ignored; QEMU drops it from the
+    /// header when it opens the image for writing.
+    /// </summary>
+    public bool HasIgnoredBitmapsExtension { get; set; }
+
     public uint BitmapCount { get; set; }
 
     public ulong BitmapDirectorySize { get; set; }

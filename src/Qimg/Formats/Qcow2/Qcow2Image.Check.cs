@@ -50,11 +50,13 @@ public sealed partial class Qcow2Image
 
     /// <summary>
     /// Repairs an image left dirty (by lazy refcounts, or by a repair that was interrupted) when it is opened for writing,
-    /// as QEMU does: the full check with <see cref="RepairMode.All"/>, its report going to <paramref name="report"/>.
+    /// as QEMU does: the full check with <see cref="RepairMode.All"/>, its report going to <paramref name="report"/> (or,
+    /// without one, to the verbatim message sink, since QEMU prints it on stderr).
     /// </summary>
     /// <exception cref="IOException">"Could not repair dirty image: …" when the check fails or cannot look at everything.</exception>
     private async ValueTask RepairDirtyAsync(Action<CheckMessage>? report, CancellationToken cancellationToken)
     {
+        report ??= message => _message?.Invoke(message.Text);
         CheckResult result;
         try
         {

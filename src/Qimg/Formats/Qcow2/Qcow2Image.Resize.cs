@@ -11,7 +11,7 @@ public sealed partial class Qcow2Image
     /// past the new end, shrinks the L1 table and truncates the file after its last used cluster.
     /// </summary>
     /// <exception cref="ArgumentException">The size is not a multiple of 512.</exception>
-    /// <exception cref="NotSupportedException">Shrinking with preallocation, a version 2 image with snapshots, or persistent bitmaps.</exception>
+    /// <exception cref="NotSupportedException">Shrinking with preallocation, a version 2 image with snapshots, or a persistent bitmap that is inconsistent.</exception>
     protected override async ValueTask TruncateCoreAsync(long length, PreallocationMode preallocation, bool exact, CancellationToken cancellationToken)
     {
         ThrowIfFailed();
@@ -44,10 +44,7 @@ public sealed partial class Qcow2Image
             throw new NotSupportedException("Can't resize a v2 image which has snapshots");
         }
 
-        if (_bitmaps.Count > 0)
-        {
-            throw new NotSupportedException("Cannot resize a qcow2 image with persistent bitmaps");
-        }
+        CheckBitmapsForResize();
 
         long oldLength = Length;
         long newL1Size = (long)_header.L1EntriesFor((ulong)length);
@@ -124,6 +121,7 @@ public sealed partial class Qcow2Image
         await WriteHeaderFieldAsync(Qcow2Layout.SizeOffset, (ulong)length, cancellationToken).ConfigureAwait(false);
         _header.Size = (ulong)length;
         Volatile.Write(ref _length, length);
+        TruncateBitmaps(length);
     }
 
     /// <summary>
@@ -145,6 +143,22 @@ public sealed partial class Qcow2Image
                 allocations[i].Prealloc = true;
                 try
                 {
+                    // As QEMU's qcow2_alloc_cluster_link_l2: a partly covered last cluster gets its copy-on-write
+                    // tail (zeroes, or the backing file's data) written before it is linked. The read goes through
+                    // this image, so the resize lock is let go meanwhile, as for data preallocation.
+                    if (allocations[i].CowStart.Bytes != 0 || allocations[i].CowEnd.Bytes != 0)
+                    {
+                        _lock.Release();
+                        try
+                        {
+                            await PerformCowAsync(allocations[i], false, default, cancellationToken).ConfigureAwait(false);
+                        }
+                        finally
+                        {
+                            await _lock.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+                        }
+                    }
+
                     await _map.LinkAllocationAsync(allocations[i], cancellationToken).ConfigureAwait(false);
                 }
                 catch

@@ -34,6 +34,7 @@ public sealed partial class Qcow2Image
     {
         ThrowIfFailed();
         ThrowIfDataFileMissing();
+        MarkBitmapsDirty(offset, data.Length);
         if ((flags & WriteFlags.Compressed) != 0)
         {
             await WriteCompressedAsync(offset, data, cancellationToken).ConfigureAwait(false);
@@ -323,6 +324,7 @@ public sealed partial class Qcow2Image
     protected override async ValueTask<bool> TryWriteZeroesCoreAsync(long offset, long length, ZeroFlags flags, CancellationToken cancellationToken)
     {
         ThrowIfFailed();
+        MarkBitmapsDirty(offset, length);
         bool noFallback = (flags & ZeroFlags.NoFallback) != 0;
         if (_header.Version < 3 && noFallback)
         {
@@ -455,6 +457,7 @@ public sealed partial class Qcow2Image
     protected override async ValueTask DiscardCoreAsync(long offset, long length, CancellationToken cancellationToken)
     {
         ThrowIfFailed();
+        MarkBitmapsDirty(offset, length);
         if (_header.Version < 3 && Backing is not null)
         {
             return;
@@ -528,15 +531,19 @@ public sealed partial class Qcow2Image
         _header.IncompatibleFeatures |= Qcow2Layout.IncompatDirty;
     }
 
-    /// <summary>QEMU's close (qcow2_inactivate): write both caches back, then clear the dirty bit.</summary>
+    /// <summary>
+    /// QEMU's close (qcow2_inactivate): store the persistent bitmaps, write both caches back, then clear the dirty bit
+    /// (unless storing the bitmaps failed).
+    /// </summary>
     private async ValueTask CloseCleanlyAsync(CancellationToken cancellationToken)
     {
         await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
+            bool bitmapsStored = await StoreBitmapsOnCloseAsync(cancellationToken).ConfigureAwait(false);
             await _map.L2Cache.FlushAsync(cancellationToken).ConfigureAwait(false);
             await _refcounts.BlockCache.FlushAsync(cancellationToken).ConfigureAwait(false);
-            if (_header.IsDirty)
+            if (_header.IsDirty && bitmapsStored)
             {
                 // Clear the bit first so that the refcount blocks are written too, then rewrite the header.
                 _header.IncompatibleFeatures &= ~Qcow2Layout.IncompatDirty;
@@ -558,9 +565,8 @@ public sealed partial class Qcow2Image
     }
 
     /// <summary>
-    /// Before the first modification: marks persistent bitmaps as in use (qimg does not update them, so they can no longer
-    /// be trusted, exactly as after an unclean shutdown of a QEMU that tracked them), and clears unknown auto-clear
-    /// feature bits (QEMU clears them when it opens an image for writing).
+    /// Before the first modification: clears unknown auto-clear feature bits (already done when the image was opened
+    /// for writing, as QEMU does; kept for images whose header changed since).
     /// </summary>
     private async ValueTask PrepareForWritingAsync(CancellationToken cancellationToken)
     {
@@ -577,11 +583,6 @@ public sealed partial class Qcow2Image
                 return;
             }
 
-            if (_bitmaps.Count > 0 && (_header.AutoclearFeatures & Qcow2Layout.AutoclearBitmaps) != 0)
-            {
-                await MarkBitmapsInUseAsync(cancellationToken).ConfigureAwait(false);
-            }
-
             if ((_header.AutoclearFeatures & ~Qcow2Layout.AutoclearKnownMask) != 0)
             {
                 // Auto-clear features qimg does not know must be cleared before the image is modified.
@@ -596,25 +597,6 @@ public sealed partial class Qcow2Image
         {
             _lock.Release();
         }
-    }
-
-    private async ValueTask MarkBitmapsInUseAsync(CancellationToken cancellationToken)
-    {
-        byte[] directory = new byte[_header.BitmapDirectorySize];
-        await File.ReadAsync((long)_header.BitmapDirectoryOffset, directory, cancellationToken).ConfigureAwait(false);
-        int position = 0;
-        for (int i = 0; i < _bitmaps.Count; i++)
-        {
-            uint flags = BinaryPrimitives.ReadUInt32BigEndian(directory.AsSpan(position + 12));
-            BinaryPrimitives.WriteUInt32BigEndian(directory.AsSpan(position + 12), flags | Qcow2Bitmap.FlagInUse);
-            int nameSize = BinaryPrimitives.ReadUInt16BigEndian(directory.AsSpan(position + 18));
-            uint extraSize = BinaryPrimitives.ReadUInt32BigEndian(directory.AsSpan(position + 20));
-            position += (int)((24 + nameSize + extraSize + 7) & ~7L);
-            _bitmaps[i] = _bitmaps[i] with { Flags = flags | Qcow2Bitmap.FlagInUse };
-        }
-
-        await File.WriteAsync((long)_header.BitmapDirectoryOffset, directory, WriteFlags.None, cancellationToken).ConfigureAwait(false);
-        await FlushFileAsync(cancellationToken).ConfigureAwait(false);
     }
 
     // ------------------------------------------------------------ metadata overlap check

@@ -6,11 +6,12 @@ namespace Qimg.Formats.Qcow2;
 
 /// <summary>How a qcow2 image is opened (the driver's and the creator's settings).</summary>
 /// <param name="ReadOnly">Open without writing.</param>
-/// <param name="Warning">Receives QEMU's warnings and corruption reports.</param>
+/// <param name="Warning">Receives QEMU's warnings (warn_report texts).</param>
 /// <param name="OpenDataFile">Opens the external data file the header names (through the open policy).</param>
 /// <param name="DataFile">An already opened data file node (image creation); the image then owns it.</param>
 /// <param name="FlushFile">Whether metadata writes are made durable with file flushes (off while creating, as QEMU does).</param>
-/// <param name="SkipDataFile">Do not open the external data file (metadata-only opens); guest data cannot be read then.</param>
+/// <param name="MetadataOnly">Only metadata will be read (QEMU's BDRV_O_NO_IO, as <c>info</c> opens): the external data file
+/// is not opened, encrypted images can be opened, and guest data cannot be read.</param>
 /// <param name="Check">
 /// Open to be checked (QEMU's BDRV_O_CHECK): a corrupt image may be opened for writing, a missing refcount table is
 /// accepted, the snapshot table is left to the check, and a dirty image is not repaired on open.
@@ -22,9 +23,13 @@ internal sealed record Qcow2OpenParameters(
     Func<string, CancellationToken, ValueTask<BlockNode>>? OpenDataFile,
     BlockNode? DataFile = null,
     bool FlushFile = true,
-    bool SkipDataFile = false,
+    bool MetadataOnly = false,
     bool Check = false,
-    Action<CheckMessage>? CheckReport = null);
+    Action<CheckMessage>? CheckReport = null)
+{
+    /// <summary>Receives the lines QEMU prints verbatim on stderr (corruption reports); null sends them to <see cref="Warning"/>.</summary>
+    public Action<string>? Message { get; init; }
+}
 
 /// <summary>
 /// An open qcow2 image (version 2 or 3): reads, block status, writes, zero writes, discards, flushes and info.
@@ -55,7 +60,9 @@ public sealed partial class Qcow2Image : FormatNode
     private readonly List<Qcow2Snapshot> _snapshots;
     private readonly List<Qcow2Bitmap> _bitmaps;
     private readonly Action<string>? _warning;
+    private readonly Action<string>? _message;
     private readonly bool _flushFile;
+    private InfoObject? _encryption;
     private long _length;
     private bool _signaledCorruption;
     private bool _failed;
@@ -85,6 +92,7 @@ public sealed partial class Qcow2Image : FormatNode
         _snapshots = snapshots;
         _bitmaps = bitmaps;
         _warning = parameters.Warning;
+        _message = parameters.Message ?? parameters.Warning;
         _flushFile = parameters.FlushFile;
         _length = (long)(header.Size / 512 * 512);
         BackingFileName = header.BackingFile;
@@ -92,7 +100,7 @@ public sealed partial class Qcow2Image : FormatNode
         _map.HasBacking = () => Backing is not null;
         _map.NonFatalCorruption = message => Report(false, message);
         _map.DataFile = HasExternalDataFile ? _dataFile : null;
-        _refcounts.Warning = parameters.Warning;
+        _refcounts.Message = parameters.Message ?? parameters.Warning;
     }
 
     public override string DriverName => "qcow2";
@@ -186,7 +194,7 @@ public sealed partial class Qcow2Image : FormatNode
         bool ownsDataFile = false;
         try
         {
-            if (parameters.SkipDataFile && parameters.DataFile is null)
+            if (parameters.MetadataOnly && parameters.DataFile is null)
             {
                 // Metadata only (QEMU's BDRV_O_NO_IO since the CVE-2024-4467 fix): the data file is neither opened nor
                 // checked; the image file stands in for it, and guest reads are refused.
@@ -213,9 +221,20 @@ public sealed partial class Qcow2Image : FormatNode
                 throw new InvalidDataException("data-file-raw requires a data file");
             }
 
+            InfoObject? encryption = null;
             if (header.CryptMethod != Qcow2Layout.CryptNone)
             {
-                throw new NotSupportedException("Encrypted qcow2 images are not supported by qimg");
+                // qimg cannot decrypt: encrypted images open for their metadata only (info), with QEMU's header checks.
+                if (header.CryptMethod == Qcow2Layout.CryptLuks && header.CryptoHeaderOffset == 0 && !parameters.MetadataOnly)
+                {
+                    throw new InvalidDataException($"Missing CRYPTO header for crypt method {header.CryptMethod}");
+                }
+
+                encryption = await Qcow2Encryption.ReadInfoAsync(file, header, cancellationToken).ConfigureAwait(false);
+                if (!parameters.MetadataOnly)
+                {
+                    throw new NotSupportedException("Encrypted qcow2 images are not supported by qimg (only 'info' can read them)");
+                }
             }
 
             long virtualSize = (long)(header.Size / 512 * 512);
@@ -227,8 +246,12 @@ public sealed partial class Qcow2Image : FormatNode
 
             var metadataLock = new SemaphoreSlim(1, 1);
             var map = new Qcow2ClusterMap(file, header, refcounts, l1, l2Cache, metadataLock, header.HasExternalDataFile);
-            var image = new Qcow2Image(file, parameters.ReadOnly, header, dataFile, ownsDataFile, refcounts, map, snapshots, bitmaps, metadataLock, parameters);
+            var image = new Qcow2Image(file, parameters.ReadOnly, header, dataFile, ownsDataFile, refcounts, map, snapshots, bitmaps, metadataLock, parameters)
+            {
+                _encryption = encryption,
+            };
             image.ConfigureWriting();
+            await image.OpenBitmapsAsync(!parameters.MetadataOnly, cancellationToken).ConfigureAwait(false);
             if (!parameters.ReadOnly && !parameters.Check && header.IsDirty)
             {
                 await image.RepairDirtyAsync(parameters.CheckReport, cancellationToken).ConfigureAwait(false);
@@ -524,6 +547,11 @@ public sealed partial class Qcow2Image : FormatNode
             data.Add("compat", "0.10");
             data.Add("compression-type", CompressionType);
             data.Add("refcount-bits", (long)_header.RefcountBits);
+            if (_encryption is not null)
+            {
+                data.Add("encrypt", _encryption);
+            }
+
             return new FormatSpecificInfo("qcow2", data);
         }
 
@@ -561,6 +589,11 @@ public sealed partial class Qcow2Image : FormatNode
             data.Add("data-file", _header.DataFile);
         }
 
+        if (_encryption is not null)
+        {
+            data.Add("encrypt", _encryption);
+        }
+
         if (HasExternalDataFile)
         {
             data.Add("data-file-raw", _header.IsDataFileRaw);
@@ -575,6 +608,11 @@ public sealed partial class Qcow2Image : FormatNode
 
     private void ThrowIfDataFileMissing()
     {
+        if (IsEncrypted)
+        {
+            throw new NotSupportedException("Encrypted qcow2 images are not supported by qimg (only 'info' can read them)");
+        }
+
         if (_dataFileMissing)
         {
             throw new InvalidOperationException($"'{FileName}' was opened for metadata only; its data file is not open");
@@ -626,7 +664,7 @@ public sealed partial class Qcow2Image : FormatNode
         }
 
         _signaledCorruption = true;
-        _warning?.Invoke(fatal
+        _message?.Invoke(fatal
             ? $"qcow2: Marking image as corrupt: {message}; further corruption events will be suppressed"
             : $"qcow2: Image is corrupt: {message}; further non-fatal corruption events will be suppressed");
     }

@@ -76,8 +76,8 @@ internal sealed class Qcow2Refcounts
     /// <summary>Whether refcount updates must reach the disk before L2 updates (false while lazy refcounts keep the image dirty).</summary>
     public Func<bool> NeedAccurateRefcounts { get; set; } = static () => true;
 
-    /// <summary>Receives QEMU's stderr messages for failures it only reports (freeing clusters).</summary>
-    public Action<string>? Warning { get; set; }
+    /// <summary>Receives QEMU's stderr lines for failures it only reports (freeing clusters).</summary>
+    public Action<string>? Message { get; set; }
 
     public long TableOffset => (long)_header.RefcountTableOffset;
 
@@ -112,12 +112,7 @@ internal sealed class Qcow2Refcounts
     {
         long entries = (long)header.RefcountTableClusters << (header.ClusterBits - 3);
         var table = new ulong[entries];
-        byte[] raw = new byte[entries * Qcow2Layout.RefcountTableEntrySize];
-        await file.ReadAsync((long)header.RefcountTableOffset, raw, cancellationToken).ConfigureAwait(false);
-        for (int i = 0; i < table.Length; i++)
-        {
-            table[i] = BinaryPrimitives.ReadUInt64BigEndian(raw.AsSpan(i * 8));
-        }
+        await Qcow2ClusterMap.ReadTableAsync(file, (long)header.RefcountTableOffset, table, cancellationToken).ConfigureAwait(false);
 
         return new Qcow2Refcounts(file, header, table, blockCache);
     }
@@ -282,7 +277,7 @@ internal sealed class Qcow2Refcounts
         }
         catch (IOException e)
         {
-            Warning?.Invoke($"qcow2_free_clusters failed: {e.Message}");
+            Message?.Invoke($"qcow2_free_clusters failed: {e.Message}");
         }
     }
 

@@ -173,6 +173,28 @@ public sealed class Qcow2ImageReadTests : IDisposable
         AssertSameBytes(ReadAllWithQemu(_dir, image), await ReadAllAsync(node));
     }
 
+    [Theory]
+    [InlineData("encrypt.format=aes")]
+    [InlineData("encrypt.format=aes,compat=0.10")]
+    [InlineData("encrypt.format=luks,encrypt.iter-time=10")]
+    [InlineData("encrypt.format=luks,encrypt.iter-time=10,encrypt.cipher-alg=twofish-128,encrypt.cipher-mode=cbc,encrypt.ivgen-alg=essiv,encrypt.ivgen-hash-alg=sha256,encrypt.hash-alg=sha1")]
+    public async Task Info_EncryptedImage_MatchesQemuButDataIsRefused(string options)
+    {
+        string image = _dir.File("encrypted.qcow2");
+        QemuTools.Img("create", "-q", "--object", "secret,id=sec0,data=123456", "-f", "qcow2", "-o", options + ",encrypt.key-secret=sec0", image, "16M");
+        await using (FormatNode node = await DiskImage.OpenAsync(image, new ImageOpenOptions { NoIo = true }))
+        {
+            Assert.True(node.IsEncrypted);
+            AssertFormatSpecificInfoMatches(image, node);
+            await Assert.ThrowsAsync<NotSupportedException>(async () => await node.ReadAsync(0, new byte[512]));
+        }
+
+        await Assert.ThrowsAsync<NotSupportedException>(async () =>
+        {
+            await using FormatNode node = await OpenAsync(image);
+        });
+    }
+
     [Fact]
     public async Task LoadSnapshot_ShowsSnapshotContent()
     {

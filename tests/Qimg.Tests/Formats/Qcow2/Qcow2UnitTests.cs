@@ -281,6 +281,23 @@ public sealed class Qcow2UnitTests
     }
 
     [Fact]
+    public void LuksHeader_Invalid_FailsWithQemuMessages()
+    {
+        byte[] header = new byte[592];
+        Assert.Equal("Volume is not in LUKS format", Assert.Throws<InvalidDataException>(() => Qcow2Encryption.ParseLuks(header)).Message);
+        "LUKS"u8.CopyTo(header);
+        header[4] = 0xba;
+        header[5] = 0xbe;
+        header[7] = 2;
+        Assert.Equal("LUKS version 2 is not supported", Assert.Throws<InvalidDataException>(() => Qcow2Encryption.ParseLuks(header)).Message);
+        header[7] = 1;
+        header.AsSpan(8, 32).Fill((byte)'a');
+        Assert.Equal("LUKS header cipher name is not NUL terminated", Assert.Throws<InvalidDataException>(() => Qcow2Encryption.ParseLuks(header)).Message);
+        header.AsSpan(8, 32).Clear();
+        Assert.Equal("LUKS payload is overlapping with the header", Assert.Throws<InvalidDataException>(() => Qcow2Encryption.ParseLuks(header)).Message);
+    }
+
+    [Fact]
     public void Layout_MatchesSpecConstants()
     {
         Span<byte> magic = stackalloc byte[4];
