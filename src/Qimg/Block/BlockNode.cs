@@ -270,6 +270,23 @@ public abstract class BlockNode : IAsyncDisposable, IDisposable
     }
 
     /// <summary>
+    /// Splits a write in two: does now the part that does not depend on other writes (compressing the data, for a
+    /// <see cref="WriteFlags.Compressed"/> write to qcow2), and returns the rest to be committed later. Several writes
+    /// can be prepared at once on different threads and committed one by one in the caller's order. Returns null when
+    /// the node has nothing to prepare for this write: call <see cref="WriteAsync"/> instead.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The node is read-only.</exception>
+    public ValueTask<PreparedWrite?> PrepareWriteAsync(long offset, ReadOnlyMemory<byte> data, WriteFlags flags = WriteFlags.None, CancellationToken cancellationToken = default)
+    {
+        CheckWrite(offset, data.Length);
+        return data.IsEmpty ? ValueTask.FromResult<PreparedWrite?>(null) : PrepareWriteCoreAsync(offset, data, flags, cancellationToken);
+    }
+
+    /// <summary>The driver's half of <see cref="PrepareWriteAsync"/>; the default has nothing to prepare.</summary>
+    protected virtual ValueTask<PreparedWrite?> PrepareWriteCoreAsync(long offset, ReadOnlyMemory<byte> data, WriteFlags flags, CancellationToken cancellationToken) =>
+        ValueTask.FromResult<PreparedWrite?>(null);
+
+    /// <summary>
     /// Makes <paramref name="length"/> bytes at <paramref name="offset"/> read as zero, deallocating them when
     /// <see cref="ZeroFlags.MayUnmap"/> allows and the driver can. Without <see cref="ZeroFlags.NoFallback"/>, a
     /// driver that cannot zero efficiently gets explicit zero buffers written instead.

@@ -233,21 +233,43 @@ public sealed class CopyEngine
             kind = CopySegmentKind.Data;
         }
 
-        if (!(_options.CopyOffload && kind == CopySegmentKind.Data))
+        // Compressing does not depend on the other requests: do it before waiting for this request's turn, so that
+        // every worker compresses in parallel while allocation and writing stay in guest order.
+        PreparedWrite? prepared = null;
+        if (_compressed && kind == CopySegmentKind.Data && (_options.MinSparse == 0 || !ZeroDetector.IsZero(buffer.Span[..length])))
         {
-            await WaitForTurnAsync(sector, cancellationToken).ConfigureAwait(false);
+            prepared = await PrepareAsync(sector, buffer[..length], cancellationToken).ConfigureAwait(false);
         }
 
         try
         {
-            if (Volatile.Read(ref _failure) is null)
+            if (!(_options.CopyOffload && kind == CopySegmentKind.Data))
             {
-                await WriteAsync(sector, n, kind == CopySegmentKind.Data ? buffer[..length] : default, kind, cancellationToken).ConfigureAwait(false);
+                await WaitForTurnAsync(sector, cancellationToken).ConfigureAwait(false);
+            }
+
+            try
+            {
+                if (Volatile.Read(ref _failure) is null)
+                {
+                    if (prepared is not null)
+                    {
+                        await CommitAsync(sector, length, prepared, cancellationToken).ConfigureAwait(false);
+                    }
+                    else
+                    {
+                        await WriteAsync(sector, n, kind == CopySegmentKind.Data ? buffer[..length] : default, kind, cancellationToken).ConfigureAwait(false);
+                    }
+                }
+            }
+            finally
+            {
+                FinishTurn(sector + n);
             }
         }
         finally
         {
-            FinishTurn(sector + n);
+            prepared?.Dispose();
         }
     }
 
@@ -349,6 +371,35 @@ public sealed class CopyEngine
                     buffer = buffer[(n * SectorSize)..];
                 }
             }
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException or NotSupportedException or UnauthorizedAccessException)
+        {
+            throw new CopyException($"error while writing at byte {sector * SectorSize}: {ErrorText.Describe(e)}", e);
+        }
+    }
+
+    private async ValueTask<PreparedWrite?> PrepareAsync(long sector, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await _target.PrepareWriteAsync(sector * SectorSize, data, WriteFlags.Compressed, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException or NotSupportedException or UnauthorizedAccessException)
+        {
+            throw new CopyException($"error while writing at byte {sector * SectorSize}: {ErrorText.Describe(e)}", e);
+        }
+    }
+
+    private async ValueTask CommitAsync(long sector, int length, PreparedWrite prepared, CancellationToken cancellationToken)
+    {
+        try
+        {
+            if (_rateLimiter is not null)
+            {
+                await _rateLimiter.WaitAsync(length, cancellationToken).ConfigureAwait(false);
+            }
+
+            await prepared.CommitAsync(cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or InvalidDataException or NotSupportedException or UnauthorizedAccessException)
         {

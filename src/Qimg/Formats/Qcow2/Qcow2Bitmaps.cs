@@ -233,6 +233,32 @@ internal static class Qcow2Bitmaps
     public static long TableSizeFor(DirtyBitmap bitmap, int clusterSize) => ((bitmap.WordCount * 8) + clusterSize - 1) / clusterSize;
 
     /// <summary>
+    /// The bytes storing <paramref name="bitmaps"/> in a new qcow2 image with clusters of <paramref name="clusterSize"/>
+    /// bytes would take, every bitmap fully allocated (QEMU's qcow2_get_persistent_dirty_bitmap_size, <c>measure</c>'s
+    /// "bitmaps size"): per persistent bitmap its data clusters and its table, plus the directory.
+    /// </summary>
+    public static long MeasureSize(IEnumerable<DirtyBitmap> bitmaps, int clusterSize)
+    {
+        long size = 0;
+        long directorySize = 0;
+        foreach (DirtyBitmap bitmap in bitmaps)
+        {
+            if (!bitmap.IsPersistent)
+            {
+                continue;
+            }
+
+            long bytes = (DirtyBitmap.BitsFor(bitmap.Size, bitmap.GranularityBits) + 7) / 8;
+            long clusters = (bytes + clusterSize - 1) / clusterSize;
+            size += clusters * clusterSize;
+            size += ((clusters * 8) + clusterSize - 1) / clusterSize * clusterSize;
+            directorySize += EntrySize(Encoding.UTF8.GetByteCount(bitmap.Name));
+        }
+
+        return size + ((directorySize + clusterSize - 1) / clusterSize * clusterSize);
+    }
+
+    /// <summary>
     /// Reads the bitmap's data clusters into <paramref name="bitmap"/> (QEMU's load_bitmap_data): each table entry holds
     /// the words of one cluster; an entry without an offset is all zeroes, or all ones with bit 0 set.
     /// </summary>

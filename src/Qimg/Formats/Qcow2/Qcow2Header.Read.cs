@@ -370,9 +370,11 @@ internal sealed partial class Qcow2Header
                         if (!collectOnly)
                         {
                             HasIgnoredBitmapsExtension = true;
-                            warn?.Invoke(Version < 3
+                            // QEMU follows the warning with an error_printf line that lacks its newline; qimg ends it.
+                            warn?.Invoke((Version < 3
                                 ? "This qcow2 v2 image contains bitmaps, but they may have been modified by a program without persistent bitmap support; so now they must all be considered inconsistent"
-                                : "a program lacking bitmap support modified this file, so all bitmaps are now considered inconsistent");
+                                : "a program lacking bitmap support modified this file, so all bitmaps are now considered inconsistent")
+                                + "\nSome clusters may be leaked, run 'qimg check -r' on the image file to fix.");
                         }
 
                         break;

@@ -240,6 +240,28 @@ public sealed partial class Qcow2Image
     /// <exception cref="ArgumentException">The request is not cluster aligned.</exception>
     private async ValueTask WriteCompressedAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
     {
+        using CompressedWrite write = PrepareCompressed(offset, data);
+        await write.CommitCoreAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Compressed writes are prepared (compressed, on the caller's thread) apart from being committed (allocated and
+    /// written under the lock), so that convert can compress on every core and still allocate in guest order.
+    /// </summary>
+    protected override ValueTask<PreparedWrite?> PrepareWriteCoreAsync(long offset, ReadOnlyMemory<byte> data, WriteFlags flags, CancellationToken cancellationToken)
+    {
+        if ((flags & WriteFlags.Compressed) == 0)
+        {
+            return ValueTask.FromResult<PreparedWrite?>(null);
+        }
+
+        ThrowIfFailed();
+        ThrowIfDataFileMissing();
+        return ValueTask.FromResult<PreparedWrite?>(PrepareCompressed(offset, data));
+    }
+
+    private CompressedWrite PrepareCompressed(long offset, ReadOnlyMemory<byte> data)
+    {
         if (HasExternalDataFile)
         {
             throw new NotSupportedException("qcow2: compressed writes are not supported with an external data file");
@@ -251,52 +273,111 @@ public sealed partial class Qcow2Image
             throw new ArgumentException("Compressed writes must cover whole clusters", nameof(offset));
         }
 
-        await PrepareForWritingAsync(cancellationToken).ConfigureAwait(false);
-        byte[] cluster = ArrayPool<byte>.Shared.Rent(clusterSize);
-        byte[] compressed = ArrayPool<byte>.Shared.Rent(clusterSize);
+        var write = new CompressedWrite(this, offset, data);
         try
         {
-            while (!data.IsEmpty)
+            byte[] cluster = ArrayPool<byte>.Shared.Rent(clusterSize);
+            try
+            {
+                for (int position = 0; position < data.Length; position += clusterSize)
+                {
+                    int chunk = Math.Min(clusterSize, data.Length - position);
+                    data.Span.Slice(position, chunk).CopyTo(cluster);
+                    cluster.AsSpan(chunk, clusterSize - chunk).Clear();
+                    byte[] compressed = ArrayPool<byte>.Shared.Rent(clusterSize);
+                    int length = Qcow2Compression.Compress(_header.CompressionType, cluster.AsSpan(0, clusterSize), compressed.AsSpan(0, clusterSize - 1));
+                    write.Add(compressed, length);
+                }
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(cluster);
+            }
+
+            return write;
+        }
+        catch
+        {
+            write.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Clusters compressed ahead of their allocation (QEMU's qcow2_co_pwritev_compressed_task, in two halves).</summary>
+    private sealed class CompressedWrite : PreparedWrite
+    {
+        private readonly Qcow2Image _image;
+        private readonly long _offset;
+        private readonly ReadOnlyMemory<byte> _data;
+        private readonly List<(byte[] Buffer, int Length)> _clusters = [];
+
+        public CompressedWrite(Qcow2Image image, long offset, ReadOnlyMemory<byte> data)
+        {
+            _image = image;
+            _offset = offset;
+            _data = data;
+        }
+
+        public void Add(byte[] buffer, int length) => _clusters.Add((buffer, length));
+
+        public override async ValueTask CommitAsync(CancellationToken cancellationToken = default)
+        {
+            _image.ThrowIfFailed();
+            _image.ThrowIfDataFileMissing();
+            _image.MarkBitmapsDirty(_offset, _data.Length);
+            await CommitCoreAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        /// <summary>Each cluster: stored normally when it did not shrink below a cluster, else allocated packed and written.</summary>
+        public async ValueTask CommitCoreAsync(CancellationToken cancellationToken)
+        {
+            await _image.PrepareForWritingAsync(cancellationToken).ConfigureAwait(false);
+            int clusterSize = _image._header.ClusterSize;
+            long offset = _offset;
+            ReadOnlyMemory<byte> data = _data;
+            foreach ((byte[] compressed, int length) in _clusters)
             {
                 int chunk = Math.Min(clusterSize, data.Length);
-                data.Span[..chunk].CopyTo(cluster);
-                cluster.AsSpan(chunk, clusterSize - chunk).Clear();
-                int length = Qcow2Compression.Compress(_header.CompressionType, cluster.AsSpan(0, clusterSize), compressed.AsSpan(0, clusterSize - 1));
                 if (length < 0)
                 {
                     // Incompressible: stored as a normal cluster.
-                    await WriteCoreAsync(offset, data[..chunk], WriteFlags.None, cancellationToken).ConfigureAwait(false);
+                    await _image.WriteCoreAsync(offset, data[..chunk], WriteFlags.None, cancellationToken).ConfigureAwait(false);
                 }
                 else
                 {
                     long hostOffset;
-                    await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
+                    await _image._lock.WaitAsync(cancellationToken).ConfigureAwait(false);
                     try
                     {
-                        hostOffset = await _map.AllocateCompressedAsync(offset, length, cancellationToken).ConfigureAwait(false);
-                        CheckOverlap(hostOffset, length, Overlap.None, isData: true);
+                        hostOffset = await _image._map.AllocateCompressedAsync(offset, length, cancellationToken).ConfigureAwait(false);
+                        _image.CheckOverlap(hostOffset, length, Overlap.None, isData: true);
                     }
                     catch (InvalidDataException e) when (Qcow2ThrowHelper.IsCorruption(e))
                     {
-                        await SignalCorruptionAsync(e).ConfigureAwait(false);
+                        await _image.SignalCorruptionAsync(e).ConfigureAwait(false);
                         throw;
                     }
                     finally
                     {
-                        _lock.Release();
+                        _image._lock.Release();
                     }
 
-                    await File.WriteAsync(hostOffset, compressed.AsMemory(0, length), WriteFlags.None, cancellationToken).ConfigureAwait(false);
+                    await _image.File.WriteAsync(hostOffset, compressed.AsMemory(0, length), WriteFlags.None, cancellationToken).ConfigureAwait(false);
                 }
 
                 offset += chunk;
                 data = data[chunk..];
             }
         }
-        finally
+
+        protected override void Dispose(bool disposing)
         {
-            ArrayPool<byte>.Shared.Return(cluster);
-            ArrayPool<byte>.Shared.Return(compressed);
+            foreach ((byte[] buffer, _) in _clusters)
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
+
+            _clusters.Clear();
         }
     }
 
