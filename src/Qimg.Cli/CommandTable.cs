@@ -95,7 +95,7 @@ internal static class CommandTable
             "check [--object objectdef] [--image-opts] [-q] [-f fmt] [--output=ofmt] [-r [leaks | all]] [-T src_cache] [-U] filename",
             ":hf:r:T:qU",
             [Help, Format, new("repair", ArgumentKind.Required, 'r'), Output, Object, ImageOpts, ForceShare],
-            NotImplementedCommand.RunAsync),
+            CheckCommand.RunAsync),
         new("commit",
             "commit [--object objectdef] [--image-opts] [-q] [-f fmt] [-t cache] [-b base] [-r rate_limit] [-d] [-p] filename",
             ":f:ht:b:dpqr:",

@@ -68,5 +68,6 @@ internal static class ImageOpener
         ForceShare = forceShare,
         Warning = context.ReportWarning,
         Message = context.ReportVerbatim,
+        CheckReport = message => Commands.CheckCommand.WriteMessage(context, message),
     };
 }

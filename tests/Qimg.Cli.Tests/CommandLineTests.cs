@@ -105,7 +105,6 @@ public class CommandLineTests
     [Theory]
     [InlineData("amend", "-o", "x=y", "-q", "f")]
     [InlineData("bench", "-c", "1", "f")]
-    [InlineData("check", "f")]
     [InlineData("commit", "f")]
     [InlineData("dd", "if=f", "of=g")]
     [InlineData("measure", "--size", "1G")]

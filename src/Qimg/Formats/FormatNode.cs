@@ -52,6 +52,20 @@ public abstract class FormatNode : BlockNode
     public virtual ValueTask LoadSnapshotAsync(string? id, string? name, CancellationToken cancellationToken = default) =>
         throw new NotSupportedException($"Block format '{DriverName}' used by device '' does not support temporarily loading internal snapshots");
 
+    /// <summary>Whether the format can check (and repair) its metadata: QEMU's <c>bdrv_co_check</c>.</summary>
+    public virtual bool SupportsCheck => false;
+
+    /// <summary>
+    /// Checks the image's metadata for consistency (QEMU's <c>bdrv_co_check</c>) and, with <paramref name="repair"/>,
+    /// repairs what that mode allows; repairing needs an image opened for writing with <see cref="ImageOpenOptions.Check"/>.
+    /// Each problem is described through <paramref name="report"/> as it is found, in QEMU's words.
+    /// </summary>
+    /// <returns>The counters of the check (after its repairs).</returns>
+    /// <exception cref="NotSupportedException">The format has no check (qemu-img: "This image format does not support checks").</exception>
+    /// <exception cref="IOException">The check could not complete; the message is the failure's strerror text.</exception>
+    public virtual ValueTask<CheckResult> CheckAsync(RepairMode repair, Action<CheckMessage>? report, CancellationToken cancellationToken = default) =>
+        throw new NotSupportedException("This image format does not support checks");
+
     /// <summary>True when every write must be compressed (QEMU's <c>needs_compressed_writes</c>, e.g. stream-optimized vmdk).</summary>
     public virtual bool NeedsCompressedWrites => false;
 

@@ -42,6 +42,19 @@ public sealed record ImageOpenOptions
     /// <summary>The permissions the image's user takes and shares (QEMU's <c>blk_new_open</c> from the flags above).</summary>
     public PermissionPair Permissions => PermissionPair.ForOpen(!ReadOnly, NoIo, Resize, NoShare);
 
+    /// <summary>
+    /// QEMU's BDRV_O_CHECK: the image is opened to be checked or repaired (<c>qemu-img check</c>). Formats then accept
+    /// metadata they would otherwise refuse (a qcow2 image marked corrupt may be opened for writing, its snapshot table is
+    /// left to the check) and do not repair a dirty image on open.
+    /// </summary>
+    public bool Check { get; init; }
+
+    /// <summary>
+    /// Receives the report of the check a format runs while opening (qcow2 repairs an image left dirty when it is opened
+    /// for writing; QEMU prints that report on stderr); null drops it.
+    /// </summary>
+    public Action<CheckMessage>? CheckReport { get; init; }
+
     /// <summary>The gate for files named inside image headers (backing files, data files).</summary>
     public ImplicitOpenPolicy Policy { get; init; } = ImplicitOpenPolicy.Permissive;
 

@@ -96,6 +96,9 @@ internal sealed class Qcow2ClusterMap
 
     public ulong L1Entry(int index) => _l1[index];
 
+    /// <summary>Changes L1 entry <paramref name="index"/> in memory (write it with <see cref="WriteL1EntryAsync"/>).</summary>
+    public void SetL1Entry(int index, ulong value) => _l1[index] = value;
+
     public long L1TableOffset => (long)_header.L1TableOffset;
 
     public long OffsetInCluster(long offset) => offset & (ClusterSize - 1);

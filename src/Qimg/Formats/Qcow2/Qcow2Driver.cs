@@ -40,7 +40,9 @@ public sealed class Qcow2Driver : FormatDriver
             context.ReadOnly,
             context.Options.Warning,
             (name, ct) => context.OpenReferencedFileAsync(ImplicitOpenKind.DataFile, name, ct, relativeToImage: false),
-            MetadataOnly: context.Options.NoIo)
+            MetadataOnly: context.Options.NoIo,
+            Check: context.Options.Check,
+            CheckReport: context.Options.CheckReport)
         {
             Message = context.Options.Message,
         };

@@ -49,9 +49,13 @@ internal sealed partial class Qcow2Header
     /// <param name="cluster">The first cluster of the image.</param>
     /// <param name="writable">The image is opened for writing (a corrupt image then fails).</param>
     /// <param name="warn">Receives QEMU's warnings (bitmaps made inconsistent by another program).</param>
+    /// <param name="checkMode">
+    /// The image is opened to be checked (QEMU's BDRV_O_CHECK): an image without refcount table is accepted and the
+    /// snapshot table pointer is left to the check.
+    /// </param>
     /// <exception cref="InvalidDataException">A field is invalid.</exception>
     /// <exception cref="NotSupportedException">The image needs a feature qimg does not have.</exception>
-    public static Qcow2Header Parse(ReadOnlySpan<byte> cluster, bool writable, Action<string>? warn)
+    public static Qcow2Header Parse(ReadOnlySpan<byte> cluster, bool writable, Action<string>? warn, bool checkMode = false)
     {
         int clusterBits = ReadClusterBits(cluster);
         int clusterSize = 1 << clusterBits;
@@ -151,13 +155,17 @@ internal sealed partial class Qcow2Header
 
         header.RefcountOrder = (int)refcountOrder;
 
-        if (header.RefcountTableClusters == 0)
+        if (header.RefcountTableClusters == 0 && !checkMode)
         {
             throw new InvalidDataException("Image does not contain a reference count table");
         }
 
         header.ValidateTable(header.RefcountTableOffset, header.RefcountTableClusters, clusterSize, Qcow2Layout.MaxRefcountTableBytes, "Reference count table");
-        header.ValidateTable(header.SnapshotsOffset, header.SnapshotCount, Qcow2Layout.SnapshotHeaderSize, (long)Qcow2Layout.SnapshotHeaderSize * Qcow2Layout.MaxSnapshots, "Snapshot table");
+        if (!checkMode)
+        {
+            header.ValidateTable(header.SnapshotsOffset, header.SnapshotCount, Qcow2Layout.SnapshotHeaderSize, (long)Qcow2Layout.SnapshotHeaderSize * Qcow2Layout.MaxSnapshots, "Snapshot table");
+        }
+
         header.ValidateTable(header.L1TableOffset, header.L1Size, Qcow2Layout.L1EntrySize, Qcow2Layout.MaxL1TableBytes, "Active L1 table");
 
         ulong l1Needed = header.L1EntriesFor(header.Size);

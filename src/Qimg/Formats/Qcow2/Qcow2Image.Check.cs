@@ -1,60 +1,46 @@
 using System.Buffers.Binary;
+using Qimg.Block;
 
 namespace Qimg.Formats.Qcow2;
 
+/// <summary>What a metadata write made by the check must not overlap besides the tables QEMU always protects.</summary>
+internal enum Qcow2CheckOverlap
+{
+    /// <summary>Nothing is exempt.</summary>
+    None,
+
+    /// <summary>The write goes to an active L2 table (those are exempt).</summary>
+    ActiveL2,
+}
+
 public sealed partial class Qcow2Image
 {
+    /// <summary>The incompatible features before the current repair started writing (null when no repair is writing).</summary>
+    private ulong? _featuresBeforeRepair;
+
+    /// <summary>The snapshot table's size on disk as the check found it (null: the size of the entries in the list).</summary>
+    private long? _snapshotTableBytes;
+
+    public override bool SupportsCheck => true;
+
     /// <summary>
-    /// Repairs the refcounts of an image left dirty by lazy refcounts (QEMU repairs on a writable open too): every
-    /// reference from the metadata is counted (header, L1/L2 tables and their clusters for the active state and every
-    /// snapshot, refcount structures, snapshot table, bitmaps, encryption header), refcounts that differ are set to the
-    /// counted value, and the dirty bit is cleared.
+    /// Checks the image (QEMU's qcow2_co_check): see <see cref="Qcow2Check"/>. Repairs need the image open for writing
+    /// (normally with <see cref="ImageOpenOptions.Check"/>, as <c>qemu-img check -r</c> opens it).
     /// </summary>
-    /// <remarks>
-    /// Refcounts are fixed in place. QEMU rebuilds the whole refcount structure when a referenced cluster has refcount 0;
-    /// qimg only does so when a refcount block is missing, and then fails with the advice to run
-    /// <c>qemu-img check -r all</c>.
-    /// </remarks>
-    private async ValueTask RepairDirtyAsync(CancellationToken cancellationToken)
+    /// <exception cref="InvalidOperationException">A repair was asked for on a read-only image.</exception>
+    /// <exception cref="IOException">The check could not complete (message: the strerror text of the failure).</exception>
+    public override async ValueTask<CheckResult> CheckAsync(RepairMode repair, Action<CheckMessage>? report, CancellationToken cancellationToken = default)
     {
+        ThrowIfDisposed();
+        if (repair != RepairMode.None && IsReadOnly)
+        {
+            throw new InvalidOperationException("A read-only image cannot be repaired");
+        }
+
         await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            Qcow2ReferenceCounter expected = await CountReferencesAsync(cancellationToken).ConfigureAwait(false);
-            long clusterCount = Math.Max(expected.MaxClusterIndex + 1, (File.Length + _header.ClusterSize - 1) >> _header.ClusterBits);
-            ulong maxRefcount = Qcow2RefcountBlock.MaxRefcount(_header.RefcountOrder);
-            for (long i = 0; i < clusterCount; i++)
-            {
-                ulong want = expected.Get(i);
-                ulong have = await _refcounts.GetRefcountAsync(i, cancellationToken).ConfigureAwait(false);
-                if (want == have)
-                {
-                    continue;
-                }
-
-                if (want > maxRefcount)
-                {
-                    throw new IOException("Could not repair dirty image: Invalid argument");
-                }
-
-                long tableIndex = i / _refcounts.BlockEntries;
-                if (tableIndex >= _refcounts.TableSize || _refcounts.TableEntry((int)tableIndex) == 0)
-                {
-                    throw new IOException("Could not repair dirty image: a refcount block is missing; run 'qemu-img check -r all' on the image");
-                }
-
-                bool decrease = want < have;
-                bool again = await _refcounts.UpdateRefcountAsync(i << _header.ClusterBits, 1, decrease ? have - want : want - have, decrease, Qcow2DiscardType.Never, cancellationToken).ConfigureAwait(false);
-                if (again)
-                {
-                    throw new IOException("Could not repair dirty image: Input/output error");
-                }
-            }
-
-            _header.IncompatibleFeatures &= ~Qcow2Layout.IncompatDirty;
-            await _refcounts.BlockCache.FlushAsync(cancellationToken).ConfigureAwait(false);
-            await WriteHeaderAsync(cancellationToken).ConfigureAwait(false);
-            await FlushFileAsync(cancellationToken).ConfigureAwait(false);
+            return await new Qcow2Check(this, report).RunAsync(repair, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
@@ -62,161 +48,207 @@ public sealed partial class Qcow2Image
         }
     }
 
-    /// <summary>Counts every reference the metadata makes to host clusters (QEMU's calculate_refcounts).</summary>
-    private async ValueTask<Qcow2ReferenceCounter> CountReferencesAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// Repairs an image left dirty (by lazy refcounts, or by a repair that was interrupted) when it is opened for writing,
+    /// as QEMU does: the full check with <see cref="RepairMode.All"/>, its report going to <paramref name="report"/> (or,
+    /// without one, to the verbatim message sink, since QEMU prints it on stderr).
+    /// </summary>
+    /// <exception cref="IOException">"Could not repair dirty image: …" when the check fails or cannot look at everything.</exception>
+    private async ValueTask RepairDirtyAsync(Action<CheckMessage>? report, CancellationToken cancellationToken)
     {
-        int clusterSize = _header.ClusterSize;
-        var counter = new Qcow2ReferenceCounter(_header.ClusterBits);
-        counter.Add(0, clusterSize);
-
-        counter.Add(_map.L1TableOffset, (long)_map.L1Size * Qcow2Layout.L1EntrySize);
-        for (int i = 0; i < _map.L1Size; i++)
-        {
-            await CountL2Async(counter, (long)(_map.L1Entry(i) & Qcow2Layout.L1OffsetMask), cancellationToken).ConfigureAwait(false);
-        }
-
-        foreach (Qcow2Snapshot snapshot in _snapshots)
-        {
-            if ((long)snapshot.L1Size * Qcow2Layout.L1EntrySize > Qcow2Layout.MaxL1TableBytes)
-            {
-                throw new InvalidDataException("Snapshot L1 table too large");
-            }
-
-            counter.Add((long)snapshot.L1TableOffset, (long)snapshot.L1Size * Qcow2Layout.L1EntrySize);
-            byte[] l1 = new byte[(long)snapshot.L1Size * Qcow2Layout.L1EntrySize];
-            await File.ReadAsync((long)snapshot.L1TableOffset, l1, cancellationToken).ConfigureAwait(false);
-            for (int i = 0; i < snapshot.L1Size; i++)
-            {
-                ulong entry = BinaryPrimitives.ReadUInt64BigEndian(l1.AsSpan(i * 8));
-                await CountL2Async(counter, (long)(entry & Qcow2Layout.L1OffsetMask), cancellationToken).ConfigureAwait(false);
-            }
-        }
-
-        counter.Add(_refcounts.TableOffset, (long)_refcounts.TableSize * Qcow2Layout.RefcountTableEntrySize);
-        for (int i = 0; i < _refcounts.TableSize; i++)
-        {
-            long block = _refcounts.TableEntry(i);
-            if (block != 0)
-            {
-                counter.Add(block, clusterSize);
-            }
-        }
-
-        if (_snapshots.Count > 0)
-        {
-            counter.Add((long)_header.SnapshotsOffset, Qcow2Snapshots.TableSize(_snapshots));
-        }
-
-        if (_bitmaps.Count > 0 && (_header.AutoclearFeatures & Qcow2Layout.AutoclearBitmaps) != 0)
-        {
-            counter.Add((long)_header.BitmapDirectoryOffset, (long)_header.BitmapDirectorySize);
-            foreach (Qcow2Bitmap bitmap in _bitmaps)
-            {
-                counter.Add((long)bitmap.TableOffset, (long)bitmap.TableSize * 8);
-                byte[] table = new byte[(long)bitmap.TableSize * 8];
-                await File.ReadAsync((long)bitmap.TableOffset, table, cancellationToken).ConfigureAwait(false);
-                for (int i = 0; i < bitmap.TableSize; i++)
-                {
-                    long data = (long)(BinaryPrimitives.ReadUInt64BigEndian(table.AsSpan(i * 8)) & Qcow2Layout.L2OffsetMask);
-                    if (data != 0)
-                    {
-                        counter.Add(data, clusterSize);
-                    }
-                }
-            }
-        }
-
-        if (_header.CryptoHeaderOffset != 0)
-        {
-            counter.Add((long)_header.CryptoHeaderOffset, (long)_header.CryptoHeaderLength);
-        }
-
-        return counter;
-    }
-
-    private async ValueTask CountL2Async(Qcow2ReferenceCounter counter, long l2Offset, CancellationToken cancellationToken)
-    {
-        if (l2Offset == 0)
-        {
-            return;
-        }
-
-        if ((l2Offset & (_header.ClusterSize - 1)) != 0)
-        {
-            throw new InvalidDataException($"L2 table offset {Qcow2ThrowHelper.Hex(l2Offset)} unaligned");
-        }
-
-        counter.Add(l2Offset, _header.ClusterSize);
-        Qcow2CachedTable table = await _map.L2Cache.GetAsync(l2Offset, cancellationToken).ConfigureAwait(false);
+        report ??= message => _message?.Invoke(message.Text);
+        CheckResult result;
         try
         {
-            for (int i = 0; i < _map.L2Size; i++)
-            {
-                Qcow2L2Entry entry = _map.GetEntry(table, i);
-                switch (_map.ClusterType(entry))
-                {
-                    case Qcow2ClusterType.Compressed:
-                        long offset = entry.CompressedOffset(_header.ClusterBits);
-                        int sectors = (entry.CompressedLength(_header.ClusterBits) + (int)(offset & 511)) / 512;
-                        counter.Add(offset & ~511L, (long)sectors * 512);
-                        break;
-                    case Qcow2ClusterType.Normal:
-                    case Qcow2ClusterType.ZeroAllocated:
-                        if (!HasExternalDataFile)
-                        {
-                            counter.Add(entry.HostClusterOffset, _header.ClusterSize);
-                        }
-
-                        break;
-                }
-            }
+            result = await CheckAsync(RepairMode.All, report, cancellationToken).ConfigureAwait(false);
         }
-        finally
+        catch (IOException e)
         {
-            _map.L2Cache.Release(table);
+            throw new IOException("Could not repair dirty image: " + Diagnostics.ErrorText.Describe(e), e);
+        }
+
+        if (result.CheckErrors != 0)
+        {
+            throw new IOException("Could not repair dirty image: " + Diagnostics.ErrorText.Describe(Qcow2ThrowHelper.Errno(Qcow2ThrowHelper.EIO)));
         }
     }
-}
 
-/// <summary>A sparse array of expected refcounts, one per host cluster.</summary>
-internal sealed class Qcow2ReferenceCounter
-{
-    private const int ChunkBits = 16;
-    private readonly Dictionary<long, ulong[]> _chunks = [];
-    private readonly int _clusterBits;
+    // ------------------------------------------------------------ what the check works on
 
-    public Qcow2ReferenceCounter(int clusterBits)
+    internal Qcow2Header CheckHeader => _header;
+
+    internal Qcow2Refcounts CheckRefcounts => _refcounts;
+
+    internal Qcow2ClusterMap CheckMap => _map;
+
+    /// <summary>The snapshot list the image uses; the check replaces its contents with the table it read.</summary>
+    internal List<Qcow2Snapshot> CheckSnapshots => _snapshots;
+
+    /// <summary>
+    /// Bytes the snapshot table spans on disk as the check read it (QEMU's snapshots_size), which the overlap check
+    /// protects; entries whose extra data the check cut are longer on disk than in the list.
+    /// </summary>
+    internal void SetSnapshotTableForCheck(long offset, long size)
     {
-        _clusterBits = clusterBits;
+        _header.SnapshotsOffset = (ulong)offset;
+        _snapshotTableBytes = size;
     }
 
-    /// <summary>The highest cluster index counted, or -1.</summary>
-    public long MaxClusterIndex { get; private set; } = -1;
-
-    /// <summary>Adds one reference to every cluster touching [offset, offset + length).</summary>
-    public void Add(long offset, long length)
+    /// <summary>Writes both metadata caches back (the check reads metadata from the file).</summary>
+    internal async ValueTask WriteCachesForCheckAsync(CancellationToken cancellationToken)
     {
-        if (length <= 0)
+        // An image the check marked corrupt writes nothing more (QEMU makes it unusable).
+        if (IsReadOnly || _failed)
         {
             return;
         }
 
-        long first = offset >> _clusterBits;
-        long last = (offset + length - 1) >> _clusterBits;
-        for (long i = first; i <= last; i++)
-        {
-            long key = i >> ChunkBits;
-            if (!_chunks.TryGetValue(key, out ulong[]? chunk))
-            {
-                chunk = new ulong[1 << ChunkBits];
-                _chunks[key] = chunk;
-            }
+        await _map.L2Cache.FlushAsync(cancellationToken).ConfigureAwait(false);
+        await _refcounts.BlockCache.FlushAsync(cancellationToken).ConfigureAwait(false);
+    }
 
-            chunk[i & ((1 << ChunkBits) - 1)]++;
-            MaxClusterIndex = Math.Max(MaxClusterIndex, i);
+    /// <summary>QEMU's bdrv_flush during a repair: both caches, then the file.</summary>
+    internal async ValueTask FlushForCheckAsync(CancellationToken cancellationToken)
+    {
+        await WriteCachesForCheckAsync(cancellationToken).ConfigureAwait(false);
+        await FlushFileAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Called before the first write of a repair: a version 3 image gets the dirty bit on disk (made durable first), so
+    /// that an interrupted repair is finished by the repair of the next writable open. The in-memory header keeps its
+    /// state; <see cref="EndRepairAsync"/> writes it back.
+    /// </summary>
+    internal async ValueTask BeginRepairAsync(CancellationToken cancellationToken)
+    {
+        if (_featuresBeforeRepair is not null || IsReadOnly)
+        {
+            return;
+        }
+
+        _featuresBeforeRepair = _header.IncompatibleFeatures;
+        if (_header.Version >= 3 && !_header.IsDirty)
+        {
+            await WriteHeaderFieldAsync(Qcow2Layout.IncompatibleFeaturesOffset, _header.IncompatibleFeatures | Qcow2Layout.IncompatDirty, cancellationToken).ConfigureAwait(false);
         }
     }
 
-    public ulong Get(long clusterIndex) =>
-        _chunks.TryGetValue(clusterIndex >> ChunkBits, out ulong[]? chunk) ? chunk[clusterIndex & ((1 << ChunkBits) - 1)] : 0;
+    /// <summary>After a check: when a repair wrote anything, the caches are written and the header's features restored.</summary>
+    internal async ValueTask EndRepairAsync(CancellationToken cancellationToken)
+    {
+        if (_featuresBeforeRepair is null)
+        {
+            return;
+        }
+
+        _featuresBeforeRepair = null;
+        await FlushForCheckAsync(cancellationToken).ConfigureAwait(false);
+        if (_header.Version >= 3)
+        {
+            try
+            {
+                await WriteHeaderFieldAsync(Qcow2Layout.IncompatibleFeaturesOffset, _header.IncompatibleFeatures, cancellationToken).ConfigureAwait(false);
+            }
+            catch (IOException) when (_failed)
+            {
+                // The image is marked corrupt already; the repair that was interrupted is reported by the check.
+            }
+        }
+    }
+
+    /// <summary>QEMU's qcow2_mark_clean and qcow2_mark_consistent after a repair that left nothing broken.</summary>
+    internal async ValueTask MarkCleanAndConsistentAsync(CancellationToken cancellationToken)
+    {
+        ulong cleared = _header.IncompatibleFeatures & ~(Qcow2Layout.IncompatDirty | Qcow2Layout.IncompatCorrupt);
+        if (cleared == _header.IncompatibleFeatures)
+        {
+            return;
+        }
+
+        await FlushForCheckAsync(cancellationToken).ConfigureAwait(false);
+        _header.IncompatibleFeatures = cleared;
+        await WriteHeaderAsync(cancellationToken).ConfigureAwait(false);
+        await FlushFileAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Writes metadata bytes straight to the file and drops cached copies of the tables they touch.</summary>
+    internal async ValueTask WriteMetadataAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        await File.WriteAsync(offset, data, WriteFlags.None, cancellationToken).ConfigureAwait(false);
+        long clusterSize = _header.ClusterSize;
+        for (long cluster = offset & ~(clusterSize - 1); cluster < offset + data.Length; cluster += clusterSize)
+        {
+            if (_map.L2Cache.Find(cluster) is Qcow2CachedTable l2)
+            {
+                Qcow2MetadataCache.Discard(l2);
+            }
+
+            if (_refcounts.BlockCache.Find(cluster) is Qcow2CachedTable block)
+            {
+                Qcow2MetadataCache.Discard(block);
+            }
+        }
+    }
+
+    /// <summary><see cref="WriteMetadataAsync"/>, then a flush of the file (QEMU's bdrv_pwrite_sync).</summary>
+    internal async ValueTask WriteMetadataSyncAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken cancellationToken)
+    {
+        await WriteMetadataAsync(offset, data, cancellationToken).ConfigureAwait(false);
+        await FlushFileAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// QEMU's pre-write overlap check for a write the check makes: when the range overlaps metadata, the corruption is
+    /// signalled (the image is marked corrupt) and true is returned.
+    /// </summary>
+    internal async ValueTask<bool> CheckOverlapForCheckAsync(long offset, long size, Qcow2CheckOverlap ignore, Action<CheckMessage>? report)
+    {
+        string? hit = size <= 0 ? null : FindOverlap(offset, size, ignore == Qcow2CheckOverlap.ActiveL2 ? Overlap.ActiveL2 : Overlap.None);
+        if (hit is null)
+        {
+            return false;
+        }
+
+        await SignalCorruptionForCheckAsync($"Preventing invalid write on metadata (overlaps with {hit})", report).ConfigureAwait(false);
+        return true;
+    }
+
+    /// <summary>
+    /// QEMU's qcow2_signal_corruption during a check: the report line goes to the check's report (QEMU prints it on
+    /// stderr), and an image open for writing gets the corrupt bit. Later corruptions are not reported again.
+    /// </summary>
+    internal async ValueTask SignalCorruptionForCheckAsync(string message, Action<CheckMessage>? report)
+    {
+        bool fatal = !IsReadOnly;
+        if (_signaledCorruption && (!fatal || _header.IsCorrupt))
+        {
+            return;
+        }
+
+        report?.Invoke(new CheckMessage(fatal
+            ? $"qcow2: Marking image as corrupt: {message}; further corruption events will be suppressed"
+            : $"qcow2: Image is corrupt: {message}; further non-fatal corruption events will be suppressed"));
+        _signaledCorruption = true;
+        if (fatal)
+        {
+            // Nothing cached is written any more: what is in the caches may be what the corruption would spread.
+            _failed = true;
+        }
+
+        if (fatal && _header.Version >= 3)
+        {
+            _header.IncompatibleFeatures |= Qcow2Layout.IncompatCorrupt;
+            try
+            {
+                byte[] raw = new byte[8];
+                BinaryPrimitives.WriteUInt64BigEndian(raw, _header.IncompatibleFeatures | (_featuresBeforeRepair is null ? 0 : Qcow2Layout.IncompatDirty));
+                await File.WriteAsync(Qcow2Layout.IncompatibleFeaturesOffset, raw, WriteFlags.None, CancellationToken.None).ConfigureAwait(false);
+                await FlushFileAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (IOException)
+            {
+                // The check goes on either way.
+            }
+        }
+    }
 }

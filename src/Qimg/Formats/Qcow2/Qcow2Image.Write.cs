@@ -731,7 +731,7 @@ public sealed partial class Qcow2Image
             return "refcount table";
         }
 
-        if (_snapshots.Count > 0 && Overlaps((long)_header.SnapshotsOffset, Qcow2Snapshots.TableSize(_snapshots)))
+        if (_snapshots.Count > 0 && Overlaps((long)_header.SnapshotsOffset, _snapshotTableBytes ?? Qcow2Snapshots.TableSize(_snapshots)))
         {
             return "snapshot table";
         }

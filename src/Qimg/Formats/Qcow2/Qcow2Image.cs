@@ -12,13 +12,20 @@ namespace Qimg.Formats.Qcow2;
 /// <param name="FlushFile">Whether metadata writes are made durable with file flushes (off while creating, as QEMU does).</param>
 /// <param name="MetadataOnly">Only metadata will be read (QEMU's BDRV_O_NO_IO, as <c>info</c> opens): the external data file
 /// is not opened, encrypted images can be opened, and guest data cannot be read.</param>
+/// <param name="Check">
+/// Open to be checked (QEMU's BDRV_O_CHECK): a corrupt image may be opened for writing, a missing refcount table is
+/// accepted, the snapshot table is left to the check, and a dirty image is not repaired on open.
+/// </param>
+/// <param name="CheckReport">Receives the report of the repair of a dirty image on a writable open.</param>
 internal sealed record Qcow2OpenParameters(
     bool ReadOnly,
     Action<string>? Warning,
     Func<string, CancellationToken, ValueTask<BlockNode>>? OpenDataFile,
     BlockNode? DataFile = null,
     bool FlushFile = true,
-    bool MetadataOnly = false)
+    bool MetadataOnly = false,
+    bool Check = false,
+    Action<CheckMessage>? CheckReport = null)
 {
     /// <summary>Receives the lines QEMU prints verbatim on stderr (corruption reports); null sends them to <see cref="Warning"/>.</summary>
     public Action<string>? Message { get; init; }
@@ -172,7 +179,7 @@ public sealed partial class Qcow2Image : FormatNode
         int clusterBits = Qcow2Header.ReadClusterBits(start);
         byte[] cluster = new byte[1 << clusterBits];
         await file.ReadAsync(0, cluster, cancellationToken).ConfigureAwait(false);
-        Qcow2Header header = Qcow2Header.Parse(cluster, !parameters.ReadOnly, parameters.Warning);
+        Qcow2Header header = Qcow2Header.Parse(cluster, !parameters.ReadOnly && !parameters.Check, parameters.Warning, parameters.Check);
 
         ulong[] l1 = await Qcow2ClusterMap.LoadL1Async(file, header, cancellationToken).ConfigureAwait(false);
         Func<CancellationToken, ValueTask> flush = parameters.FlushFile && !parameters.ReadOnly
@@ -231,7 +238,10 @@ public sealed partial class Qcow2Image : FormatNode
             }
 
             long virtualSize = (long)(header.Size / 512 * 512);
-            List<Qcow2Snapshot> snapshots = await Qcow2Snapshots.ReadAsync(file, header, virtualSize, cancellationToken).ConfigureAwait(false);
+            // A check reads (and repairs) the snapshot table itself; a broken one must not keep the image from opening.
+            List<Qcow2Snapshot> snapshots = parameters.Check
+                ? []
+                : await Qcow2Snapshots.ReadAsync(file, header, virtualSize, cancellationToken).ConfigureAwait(false);
             List<Qcow2Bitmap> bitmaps = await Qcow2Bitmaps.ReadDirectoryAsync(file, header, virtualSize, cancellationToken).ConfigureAwait(false);
 
             var metadataLock = new SemaphoreSlim(1, 1);
@@ -242,9 +252,9 @@ public sealed partial class Qcow2Image : FormatNode
             };
             image.ConfigureWriting();
             await image.OpenBitmapsAsync(!parameters.MetadataOnly, cancellationToken).ConfigureAwait(false);
-            if (!parameters.ReadOnly && header.IsDirty)
+            if (!parameters.ReadOnly && !parameters.Check && header.IsDirty)
             {
-                await image.RepairDirtyAsync(cancellationToken).ConfigureAwait(false);
+                await image.RepairDirtyAsync(parameters.CheckReport, cancellationToken).ConfigureAwait(false);
             }
 
             return image;

@@ -92,6 +92,21 @@ internal sealed class Qcow2Refcounts
     /// <summary>The refcount table entry <paramref name="index"/> (the offset of a refcount block, or 0).</summary>
     public long TableEntry(int index) => (long)(_table[index] & Qcow2Layout.RefcountTableOffsetMask);
 
+    /// <summary>The refcount table entry <paramref name="index"/> as stored, reserved bits included (for the check).</summary>
+    public ulong RawTableEntry(int index) => _table[index];
+
+    /// <summary>
+    /// Makes <paramref name="table"/> (already written at <paramref name="offset"/>, and pointed to by the header on disk)
+    /// the refcount table, as the check's rebuild of the refcount structure does. The block cache must hold no blocks.
+    /// </summary>
+    public void ReplaceTable(ulong[] table, long offset, uint clusters)
+    {
+        _table = table;
+        _header.RefcountTableOffset = (ulong)offset;
+        _header.RefcountTableClusters = clusters;
+        UpdateMaxTableIndex();
+    }
+
     /// <summary>Loads the refcount table the header points to (at most 8 MiB, as the header validation guarantees).</summary>
     public static async ValueTask<Qcow2Refcounts> LoadAsync(BlockNode file, Qcow2Header header, Qcow2MetadataCache blockCache, CancellationToken cancellationToken)
     {

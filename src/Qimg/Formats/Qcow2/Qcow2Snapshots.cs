@@ -17,9 +17,20 @@ internal sealed record Qcow2Snapshot(
     ulong VmClockNanoseconds,
     ulong InstructionCount,
     uint ExtraDataSize,
-    long EntrySize);
+    long EntrySize)
+{
+    /// <summary>Extra data past the fields QEMU knows (kept so that rewriting the table preserves it).</summary>
+    public byte[] UnknownExtraData { get; init; } = [];
+}
 
-/// <summary>Reads the internal snapshot table (QEMU's qcow2_read_snapshots) for <c>info</c> and <c>snapshot -l</c>.</summary>
+/// <summary>A snapshot table as read for a check (QEMU's qcow2_do_read_snapshots in repair mode).</summary>
+/// <param name="Snapshots">The entries that were kept.</param>
+/// <param name="Size">Bytes from the table start to the end of the last kept entry on disk (QEMU's snapshots_size).</param>
+/// <param name="Reduced">Entries dropped from the end because the table is too big.</param>
+/// <param name="ExtraDataDropped">Entries whose extra data was cut to QEMU's limit.</param>
+internal sealed record Qcow2SnapshotTable(List<Qcow2Snapshot> Snapshots, long Size, long Reduced, int ExtraDataDropped);
+
+/// <summary>Reads the internal snapshot table (QEMU's qcow2_read_snapshots) for <c>info</c>, <c>snapshot -l</c> and the check.</summary>
 internal static class Qcow2Snapshots
 {
     /// <summary>QEMU copies IDs into 128-byte and names into 256-byte buffers when listing.</summary>
@@ -32,20 +43,31 @@ internal static class Qcow2Snapshots
     /// </summary>
     /// <param name="virtualSize">The image size, reported for snapshots that do not record their own.</param>
     /// <exception cref="InvalidDataException">The table is malformed (QEMU's message and hint).</exception>
-    public static async ValueTask<List<Qcow2Snapshot>> ReadAsync(BlockNode file, Qcow2Header header, long virtualSize, CancellationToken cancellationToken)
+    public static async ValueTask<List<Qcow2Snapshot>> ReadAsync(BlockNode file, Qcow2Header header, long virtualSize, CancellationToken cancellationToken) =>
+        (await ReadTableAsync(file, header.SnapshotCount, (long)header.SnapshotsOffset, virtualSize, false, null, cancellationToken).ConfigureAwait(false)).Snapshots;
+
+    /// <summary>
+    /// Reads <paramref name="count"/> entries at <paramref name="tableStart"/>. With <paramref name="repair"/> (QEMU's
+    /// check -r all), extra data beyond 1 KiB is cut and entries past the 64 MiB limit are dropped, each reported through
+    /// <paramref name="report"/>, instead of failing.
+    /// </summary>
+    /// <exception cref="InvalidDataException">The table is malformed and <paramref name="repair"/> is off (QEMU's message and hint).</exception>
+    public static async ValueTask<Qcow2SnapshotTable> ReadTableAsync(BlockNode file, uint count, long tableStart, long virtualSize, bool repair, Action<string>? report, CancellationToken cancellationToken)
     {
-        var snapshots = new List<Qcow2Snapshot>((int)Math.Min(header.SnapshotCount, 1024));
-        if (header.SnapshotCount == 0)
+        var snapshots = new List<Qcow2Snapshot>((int)Math.Min(count, 1024));
+        if (count == 0)
         {
-            return snapshots;
+            return new Qcow2SnapshotTable(snapshots, 0, 0, 0);
         }
 
-        long tableStart = (long)header.SnapshotsOffset;
         long offset = tableStart;
         long tableLength = 0;
+        long reduced = 0;
+        int extraDropped = 0;
         byte[] fixedPart = new byte[Qcow2Layout.SnapshotHeaderSize];
-        for (int i = 0; i < header.SnapshotCount; i++)
+        for (int i = 0; i < count; i++)
         {
+            long entryStart = offset;
             tableLength = (tableLength + 7) & ~7L;
             offset = (offset + 7) & ~7L;
             await file.ReadAsync(offset, fixedPart, cancellationToken).ConfigureAwait(false);
@@ -59,36 +81,71 @@ internal static class Qcow2Snapshots
             ulong vmClock = BinaryPrimitives.ReadUInt64BigEndian(fixedPart.AsSpan(24));
             ulong vmStateSize = BinaryPrimitives.ReadUInt32BigEndian(fixedPart.AsSpan(32));
             uint extraSize = BinaryPrimitives.ReadUInt32BigEndian(fixedPart.AsSpan(36));
+            uint keptExtraSize = extraSize;
             if (extraSize > Qcow2Layout.MaxSnapshotExtraData)
             {
-                throw new InvalidDataException($"Too much extra metadata in snapshot table entry {i}\nYou can force-remove this extra metadata with qemu-img check -r all");
+                if (!repair)
+                {
+                    throw new InvalidDataException($"Too much extra metadata in snapshot table entry {i}\nYou can force-remove this extra metadata with qemu-img check -r all");
+                }
+
+                report?.Invoke($"Discarding too much extra metadata in snapshot table entry {i} ({extraSize} > {Qcow2Layout.MaxSnapshotExtraData})");
+                extraDropped++;
+                keptExtraSize = Qcow2Layout.MaxSnapshotExtraData;
             }
 
-            // Extra data, ID and name in one read: at most 1 KiB + 2 * 64 KiB.
-            byte[] rest = new byte[extraSize + idSize + nameSize];
-            await file.ReadAsync(offset, rest, cancellationToken).ConfigureAwait(false);
-            offset += rest.Length;
-            ReadOnlySpan<byte> extra = rest.AsSpan(0, (int)extraSize);
-            if (extra.Length >= 8)
+            // The extra data that is kept, then ID and name (at most 1 KiB + 2 * 64 KiB); extra data beyond the limit is
+            // skipped, not read.
+            byte[] extra = new byte[keptExtraSize];
+            byte[] strings = new byte[idSize + nameSize];
+            if (keptExtraSize == extraSize)
             {
-                vmStateSize = BinaryPrimitives.ReadUInt64BigEndian(extra);
+                byte[] rest = new byte[extraSize + idSize + nameSize];
+                await file.ReadAsync(offset, rest, cancellationToken).ConfigureAwait(false);
+                rest.AsSpan(0, (int)extraSize).CopyTo(extra);
+                rest.AsSpan((int)extraSize).CopyTo(strings);
+            }
+            else
+            {
+                await file.ReadAsync(offset, extra, cancellationToken).ConfigureAwait(false);
+                await file.ReadAsync(offset + extraSize, strings, cancellationToken).ConfigureAwait(false);
             }
 
-            ulong diskSize = extra.Length >= 16 ? BinaryPrimitives.ReadUInt64BigEndian(extra[8..]) : (ulong)virtualSize;
-            ulong icount = extra.Length >= 24 ? BinaryPrimitives.ReadUInt64BigEndian(extra[16..]) : ulong.MaxValue;
-            string id = CString(rest.AsSpan((int)extraSize, idSize), int.MaxValue);
-            string name = CString(rest.AsSpan((int)extraSize + idSize, nameSize), int.MaxValue);
+            offset += extraSize + idSize + nameSize;
+            ReadOnlySpan<byte> known = extra.AsSpan(0, (int)Math.Min(extra.Length, Qcow2Layout.SnapshotExtraDataSize));
+            if (known.Length >= 8)
+            {
+                vmStateSize = BinaryPrimitives.ReadUInt64BigEndian(known);
+            }
 
-            tableLength += Qcow2Layout.SnapshotHeaderSize + extraSize + idSize + nameSize;
+            ulong diskSize = known.Length >= 16 ? BinaryPrimitives.ReadUInt64BigEndian(known[8..]) : (ulong)virtualSize;
+            ulong icount = known.Length >= 24 ? BinaryPrimitives.ReadUInt64BigEndian(known[16..]) : ulong.MaxValue;
+            string id = CString(strings.AsSpan(0, idSize), int.MaxValue);
+            string name = CString(strings.AsSpan(idSize, nameSize), int.MaxValue);
+
+            // The length counts the extra data that is kept (QEMU's table_length; the table is rewritten with it).
+            tableLength += Qcow2Layout.SnapshotHeaderSize + keptExtraSize + idSize + nameSize;
             if (tableLength > Qcow2Layout.MaxSnapshotTableBytes || offset - tableStart > int.MaxValue)
             {
-                throw new InvalidDataException($"Snapshot table is too big\nYou can force-remove all {header.SnapshotCount - i} overhanging snapshots with qemu-img check -r all");
+                if (!repair)
+                {
+                    throw new InvalidDataException($"Snapshot table is too big\nYou can force-remove all {count - i} overhanging snapshots with qemu-img check -r all");
+                }
+
+                report?.Invoke($"Discarding {count - i} overhanging snapshots (snapshot table is too big)");
+                reduced += count - i;
+                offset = entryStart;
+                break;
             }
 
-            snapshots.Add(new Qcow2Snapshot(l1Offset, l1Size, id, name, diskSize, vmStateSize, dateSeconds, dateNanoseconds, vmClock, icount, extraSize, Qcow2Layout.SnapshotHeaderSize + extraSize + idSize + nameSize));
+            byte[] unknown = extra.Length > Qcow2Layout.SnapshotExtraDataSize ? extra[Qcow2Layout.SnapshotExtraDataSize..] : [];
+            snapshots.Add(new Qcow2Snapshot(l1Offset, l1Size, id, name, diskSize, vmStateSize, dateSeconds, dateNanoseconds, vmClock, icount, keptExtraSize, Qcow2Layout.SnapshotHeaderSize + keptExtraSize + idSize + nameSize)
+            {
+                UnknownExtraData = unknown,
+            });
         }
 
-        return snapshots;
+        return new Qcow2SnapshotTable(snapshots, offset - tableStart, reduced, extraDropped);
     }
 
     /// <summary>Bytes the table occupies (entries start at multiples of 8).</summary>
