@@ -100,6 +100,12 @@ public sealed class CheckImages : ImageSet
             e.WriteUInt32(e.SnapshotsOffset + 36, 8);
         }
 
+        System.IO.File.Copy(this["snapshots.qcow2"], this["snapshot-extra-data.qcow2"]);
+        using (var e = new Qcow2Editor(this["snapshot-extra-data.qcow2"]))
+        {
+            e.GiveFirstSnapshotExtraData(2048);
+        }
+
         System.IO.File.Copy(this["refcount1.qcow2"], this["refcount1-overflow.qcow2"]);
         using (var e = new Qcow2Editor(this["refcount1-overflow.qcow2"]))
         {
@@ -124,7 +130,8 @@ public sealed class CheckImages : ImageSet
         ["leak.qcow2"], ["refcount-high.qcow2"], ["refcount-zero.qcow2"], ["l2-past-end.qcow2"], ["l1-past-end.qcow2"],
         ["l2-on-refcount-table.qcow2"], ["l2-unaligned.qcow2"], ["l2-unaligned-zero.qcow2"], ["l1-unaligned.qcow2"],
         ["l2-copied.qcow2"], ["l1-copied.qcow2"], ["l2-reserved.qcow2"], ["l2-shared.qcow2"], ["refcount-table-zero.qcow2"],
-        ["refblock-past-end.qcow2"], ["dirty.qcow2"], ["snapshot-incomplete.qcow2"], ["refcount1-overflow.qcow2"],
+        ["refblock-past-end.qcow2"], ["dirty.qcow2"], ["snapshot-incomplete.qcow2"], ["snapshot-extra-data.qcow2"],
+        ["refcount1-overflow.qcow2"],
     ];
 
     private void Corrupt(string name, Action<Qcow2Editor> edit)
@@ -188,6 +195,58 @@ internal sealed class Qcow2Editor : IDisposable
         byte[] data = Read(block, ClusterSize);
         Qcow2RefcountBlock.Set(data, cluster % entries, value, RefcountOrder);
         Write(block, data);
+    }
+
+    /// <summary>
+    /// Rewrites the snapshot table at the end of the file with <paramref name="extraSize"/> bytes of extra data in the
+    /// first entry (its known fields kept, zeros after them); the refcounts follow, so only the extra data is wrong.
+    /// </summary>
+    public void GiveFirstSnapshotExtraData(int extraSize)
+    {
+        uint count = ReadUInt32(60);
+        var table = new List<byte>();
+        long offset = SnapshotsOffset;
+        long oldEnd = offset;
+        for (int i = 0; i < count; i++)
+        {
+            offset = (offset + 7) & ~7L;
+            byte[] fixedPart = Read(offset, 40);
+            int idSize = BinaryPrimitives.ReadUInt16BigEndian(fixedPart.AsSpan(12));
+            int nameSize = BinaryPrimitives.ReadUInt16BigEndian(fixedPart.AsSpan(14));
+            int oldExtra = (int)BinaryPrimitives.ReadUInt32BigEndian(fixedPart.AsSpan(36));
+            byte[] extra = Read(offset + 40, oldExtra);
+            byte[] strings = Read(offset + 40 + oldExtra, idSize + nameSize);
+            offset += 40 + oldExtra + idSize + nameSize;
+            oldEnd = offset;
+            if (i == 0)
+            {
+                Array.Resize(ref extra, extraSize);
+                BinaryPrimitives.WriteUInt32BigEndian(fixedPart.AsSpan(36), (uint)extraSize);
+            }
+
+            while (table.Count % 8 != 0)
+            {
+                table.Add(0);
+            }
+
+            table.AddRange(fixedPart);
+            table.AddRange(extra);
+            table.AddRange(strings);
+        }
+
+        long newOffset = (FileLength + ClusterSize - 1) / ClusterSize * ClusterSize;
+        Write(newOffset, [.. table]);
+        for (long cluster = newOffset / ClusterSize; cluster <= (newOffset + table.Count - 1) / ClusterSize; cluster++)
+        {
+            SetRefcount(cluster, 1);
+        }
+
+        for (long cluster = SnapshotsOffset / ClusterSize; cluster <= (oldEnd - 1) / ClusterSize; cluster++)
+        {
+            SetRefcount(cluster, 0);
+        }
+
+        WriteUInt64(64, (ulong)newOffset);
     }
 
     public uint ReadUInt32(long offset) => BinaryPrimitives.ReadUInt32BigEndian(Read(offset, 4));
