@@ -2,7 +2,11 @@
 # End-to-end timings of qimg against qemu-img on the same machine, in one run: each case runs both tools
 # alternately, REPS times (default 3), and prints the median of each and the ratio qimg/qemu-img.
 #
-#   bench/scripts/bench.sh [--reps N] [--only a,b,c,...] [--qimg PATH] [--work DIR]
+#   bench/scripts/bench.sh [--reps N] [--only a,b,c,...] [--qimg PATH] [--work DIR] [--drop-caches]
+#
+# The uncompressed cases run at page-cache speed, so the kernel's memory state decides much of their time: on a
+# machine whose memory is full of cache, writing gigabytes costs reclaim, in bursts. --drop-caches (root) empties
+# the page cache once before the first case, which makes the rows repeatable; the reps alternate the two tools.
 #
 # Cases (the workloads of issue 3 and 4):
 #   a  4 GiB sparse raw (1 GiB random + 1 GiB compressible data, scattered) -> qcow2
@@ -10,7 +14,7 @@
 #   c  (a) -> qcow2 -c (zlib), and -c -o compression_type=zstd; also qemu-img with -W -m 16
 #   d  3-deep qcow2 backing chain -> one flat qcow2
 #   e  fully allocated 2 GiB raw with zero-filled regions -> qcow2 (zero detection)
-#   f  compare (a) with (b)
+#   f  compare the qcow2 of (a) with the raw of (b)
 #   g  check of a fragmented qcow2 (4 KiB clusters, ~200k scattered clusters)
 #   i  info startup (same image, 50 runs)
 # qimg is the Native AOT build (published into the work directory unless --qimg is given).
@@ -21,12 +25,14 @@ reps=3
 only="a,b,c,d,e,f,g,i"
 qimg=""
 work="$root/bench/work"
+drop_caches=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --reps) reps=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
     --qimg) qimg=$2; shift 2 ;;
     --work) work=$2; shift 2 ;;
+    --drop-caches) drop_caches=1; shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -42,6 +48,11 @@ src="$work/source.raw"
 if { want a || want b || want c || want d || want f; } && [ ! -f "$src" ]; then
   echo "generating $src (4 GiB sparse, 2 GiB data)..." >&2
   python3 "$here/make-workload.py" "$src"
+fi
+
+if [ "$drop_caches" = 1 ]; then
+  sync
+  echo 3 > /proc/sys/vm/drop_caches
 fi
 
 now() { date +%s.%N; }
@@ -117,8 +128,8 @@ if want e; then
 fi
 if want f; then
   row "(f) compare (a) with (b)" "" \
-    "qemu-img compare -f raw -F raw $src $work/b.raw" \
-    "$qimg compare -f raw -F raw $src $work/b.raw"
+    "qemu-img compare -f qcow2 -F raw $work/a.qcow2 $work/b.raw" \
+    "$qimg compare -f qcow2 -F raw $work/a.qcow2 $work/b.raw"
 fi
 if want g; then
   if [ ! -f "$work/fragmented.qcow2" ]; then
