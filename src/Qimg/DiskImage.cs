@@ -46,10 +46,12 @@ public static class DiskImage
                     throw new ImageOpenException($"Backing file '{backingName}' creates an infinite loop.");
                 }
 
-                options.Policy.Authorize(new ImplicitOpenRequest(ImplicitOpenKind.Backing, image.FileName, resolved, image.BackingFormat));
+                // An empty backing format (an extension holding only NULs) means "probe", as in QEMU.
+                string? backingFormat = string.IsNullOrEmpty(image.BackingFormat) ? null : image.BackingFormat;
+                options.Policy.Authorize(new ImplicitOpenRequest(ImplicitOpenKind.Backing, image.FileName, resolved, backingFormat));
                 var backingOptions = options with
                 {
-                    Format = image.BackingFormat,
+                    Format = backingFormat,
                     ReadOnly = true,
                     DriverOptions = null,
                 };

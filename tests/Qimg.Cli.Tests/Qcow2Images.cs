@@ -61,6 +61,31 @@ public sealed class Qcow2Images : ImageSet
         Create("-f", "qcow2", "-o", "cluster_size=2M,preallocation=metadata", "{dir}/prealloc.qcow2", "8M");
         Create("-f", "qcow2", "-o", "cluster_size=512", "{dir}/small-clusters.qcow2", "1M");
         Io("small-clusters.qcow2", "qcow2", "write -P 1 1k 3k");
+
+        // A compressed run whose 15th cluster became a normal cluster at an unaligned offset: map prints the extents
+        // before it, then fails (found by fuzzing: qimg held back the last extent qemu-img had already printed).
+        Create("-f", "qcow2", "-o", "cluster_size=4k", "{dir}/corrupt-midway.qcow2", "4M");
+        Io("corrupt-midway.qcow2", "qcow2", "write -P 1 0 64k", "write -c -P 2 1M 64k");
+        using (var editor = new Qcow2Editor(this["corrupt-midway.qcow2"]))
+        {
+            editor.SetL2(0, (1 << 20) / 4096 + 14, 0x200);
+        }
+
+        // A backing-format extension holding only NULs: QEMU reads it as an empty name and probes the backing file.
+        Create("-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", "{dir}/empty-backing-format.qcow2");
+        BlankBackingFormat(this["empty-backing-format.qcow2"]);
+    }
+
+    private static void BlankBackingFormat(string path)
+    {
+        byte[] header = new byte[4096];
+        using FileStream file = new(path, FileMode.Open, FileAccess.ReadWrite);
+        file.ReadExactly(header);
+        int extension = header.AsSpan().IndexOf((ReadOnlySpan<byte>)[0xE2, 0x79, 0x2A, 0xCA]);
+        Assert.True(extension > 0, "no backing format extension");
+        int length = System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(header.AsSpan(extension + 4));
+        file.Position = extension + 8;
+        file.Write(new byte[length]);
     }
 
     /// <summary>Images every info/map test runs on.</summary>
@@ -68,6 +93,7 @@ public sealed class Qcow2Images : ImageSet
     [
         ["plain.qcow2"], ["data.qcow2"], ["base.qcow2"], ["mid.qcow2"], ["top.qcow2"], ["sub/rel.qcow2"], ["abs.qcow2"],
         ["subclusters.qcow2"], ["external.qcow2"], ["external-raw.qcow2"], ["v2.qcow2"], ["dirty.qcow2"], ["zstd.qcow2"],
-        ["bitmaps.qcow2"], ["over-raw.qcow2"], ["prealloc.qcow2"], ["small-clusters.qcow2"],
+        ["bitmaps.qcow2"], ["over-raw.qcow2"], ["prealloc.qcow2"], ["small-clusters.qcow2"], ["corrupt-midway.qcow2"],
+        ["empty-backing-format.qcow2"],
     ];
 }

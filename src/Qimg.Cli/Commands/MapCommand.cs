@@ -99,6 +99,13 @@ internal static class MapCommand
         }
         catch (Exception e) when (e is IOException or InvalidDataException or NotSupportedException)
         {
+            // Every extent the mapper yields has a successor (the last one is yielded only after the loop), and
+            // qemu-img prints an extent as soon as it meets that successor: the one held back here was printed.
+            if (previous is MapEntry held && !Write(context, held, human, last: false))
+            {
+                return 1;
+            }
+
             return context.Fail($"Could not read file metadata: {ErrorText.Describe(e)}");
         }
 

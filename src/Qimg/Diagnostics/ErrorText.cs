@@ -16,6 +16,13 @@ public static class ErrorText
             return Marshal.GetPInvokeErrorMessage(io.HResult);
         }
 
+        if (Formats.Qcow2.Qcow2ThrowHelper.IsCorruption(exception))
+        {
+            // The image has already reported the details ("qcow2: Image is corrupt: …" on the message channel); the
+            // request itself failed with EIO, and that is what QEMU's callers print.
+            return "Input/output error";
+        }
+
         return exception switch
         {
             UnauthorizedAccessException => "Permission denied",
