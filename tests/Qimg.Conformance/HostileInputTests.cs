@@ -54,6 +54,39 @@ public class HostileInputTests
         Assert.Equal(before, File.ReadAllBytes(image));
     }
 
+    [Theory]
+    [InlineData(0xC8FF000000000000)] // past what a file can hold: the read fails with EIO (found by fuzzing)
+    [InlineData(0x10000000000)] // 1 TiB, past the end of the file: reads as zeros, an empty directory entry
+    public void BitmapDirectoryOffsetFailsLikeQemuImg(ulong offset)
+    {
+        using var directory = new TempDirectory();
+        string image = directory.File("bitmaps.qcow2");
+        Harness.Ok("qemu-img", "create", "-q", "-f", "qcow2", image, "64M");
+        Harness.Ok("qemu-img", "bitmap", "--add", image, "b0");
+        byte[] header = File.ReadAllBytes(image).AsSpan(0, 65536).ToArray();
+        int extension = header.AsSpan().IndexOf((ReadOnlySpan<byte>)[0x23, 0x85, 0x28, 0x75]);
+        Assert.True(extension > 0, "no bitmaps extension");
+        using (FileStream file = new(image, FileMode.Open, FileAccess.Write))
+        {
+            byte[] value = new byte[8];
+            BinaryPrimitives.WriteUInt64BigEndian(value, offset);
+            file.Position = extension + 8 + 16;
+            file.Write(value);
+        }
+
+        byte[] before = File.ReadAllBytes(image);
+        foreach (string[] command in new[] { new[] { "info", image }, ["map", "--output=json", image], ["compare", image, image], ["convert", "-O", "raw", image, directory.File("out.raw")] })
+        {
+            Outcome expected = Harness.AsQimg(Harness.QemuImg(command));
+            Outcome actual = Harness.Qimg(command);
+            Assert.True(expected.ExitCode != 0, $"qemu-img accepted the directory offset: {expected}");
+            AssertOneCleanLine(actual, command[0] == "compare" ? 2 : 1);
+            Assert.Equal(expected, actual);
+        }
+
+        Assert.Equal(before, File.ReadAllBytes(image));
+    }
+
     [Fact]
     public void GarbageIsProbedAsRawWithoutError()
     {

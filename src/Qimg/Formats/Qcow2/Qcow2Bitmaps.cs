@@ -71,7 +71,21 @@ internal static class Qcow2Bitmaps
         }
 
         byte[] directory = new byte[size];
-        await file.ReadAsync((long)header.BitmapDirectoryOffset, directory, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            // An offset past what a file can hold fails the read as QEMU's request check does (EIO).
+            if (header.BitmapDirectoryOffset > (ulong)long.MaxValue - size)
+            {
+                throw Qcow2ThrowHelper.Errno(Qcow2ThrowHelper.EIO);
+            }
+
+            await file.ReadAsync((long)header.BitmapDirectoryOffset, directory, cancellationToken).ConfigureAwait(false);
+        }
+        catch (IOException e)
+        {
+            throw new InvalidDataException($"Failed to read bitmap directory: {Diagnostics.ErrorText.Describe(e)}", e);
+        }
+
         int position = 0;
         while (position < directory.Length)
         {
