@@ -106,6 +106,15 @@ public class CheckTests : IClassFixture<CheckImages>
     }
 
     [Fact]
+    public void Open_SnapshotExtraDataTooLarge_SameHintAsQemuImg()
+    {
+        // The open fails with a hint naming the check command (qemu-img's text, with this program's name).
+        CommandResult result = Golden.AssertSame("info", _images["snapshot-extra-data.qcow2"]);
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains("check -r all", result.Stderr, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Check_MissingBackingFile_FailsToOpen()
     {
         using var dir = new TempDirectory();
