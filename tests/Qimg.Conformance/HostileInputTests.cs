@@ -30,6 +30,7 @@ public class HostileInputTests
         ["header-length-huge", "u32@100=0x20000"],
         ["incompatible-feature", "u64@72=0x800"],
         ["size-huge", "u64@24=0x7fffffffffffffff"],
+        ["crypt-method-negative", "u32@32=0xb4000000"], // printed as a signed int, as QEMU does (found by fuzzing)
     ];
 
     [Theory]

@@ -181,7 +181,7 @@ internal sealed partial class Qcow2Header
 
         if (header.CryptMethod > Qcow2Layout.CryptLuks)
         {
-            throw new NotSupportedException($"Unsupported encryption method {header.CryptMethod}");
+            throw new NotSupportedException($"Unsupported encryption method {unchecked((int)header.CryptMethod)}");
         }
 
         header.ReadExtensions(cluster, extensionsEnd, null, warn);
