@@ -71,6 +71,14 @@ public sealed class Qcow2Images : ImageSet
             editor.SetL2(0, (1 << 20) / 4096 + 14, 0x200);
         }
 
+        // A broken entry after a compressed run: human map stops at the compressed clusters before looking further.
+        Create("-f", "qcow2", "-o", "cluster_size=4k", "{dir}/compressed-then-corrupt.qcow2", "4M");
+        Io("compressed-then-corrupt.qcow2", "qcow2", "write -P 1 0 16k", "write -c -P 2 1M 64k");
+        using (var editor = new Qcow2Editor(this["compressed-then-corrupt.qcow2"]))
+        {
+            editor.SetL2(0, (1 << 20) / 4096 + 30, 0x200);
+        }
+
         // A backing-format extension holding only NULs: QEMU reads it as an empty name and probes the backing file.
         Create("-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", "{dir}/empty-backing-format.qcow2");
         BlankBackingFormat(this["empty-backing-format.qcow2"]);
@@ -94,6 +102,6 @@ public sealed class Qcow2Images : ImageSet
         ["plain.qcow2"], ["data.qcow2"], ["base.qcow2"], ["mid.qcow2"], ["top.qcow2"], ["sub/rel.qcow2"], ["abs.qcow2"],
         ["subclusters.qcow2"], ["external.qcow2"], ["external-raw.qcow2"], ["v2.qcow2"], ["dirty.qcow2"], ["zstd.qcow2"],
         ["bitmaps.qcow2"], ["over-raw.qcow2"], ["prealloc.qcow2"], ["small-clusters.qcow2"], ["corrupt-midway.qcow2"],
-        ["empty-backing-format.qcow2"],
+        ["compressed-then-corrupt.qcow2"], ["empty-backing-format.qcow2"],
     ];
 }

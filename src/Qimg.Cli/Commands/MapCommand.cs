@@ -84,34 +84,27 @@ internal static class MapCommand
         TextWriter output = context.Out;
         bool human = outputFormat == OutputFormat.Human;
         output.Write(human ? MapRenderer.HumanHeader : "[");
-        MapEntry? previous = null;
+        bool any = false;
         try
         {
+            // Each extent is written when it arrives, as qemu-img prints it: the mapper yields an extent as soon as
+            // its successor is known, so a failing lookup further on comes after the extents qemu-img has printed.
             await foreach (MapEntry entry in ImageMapper.GetExtentsAsync(image, start, maxLength, humanMerging: human).ConfigureAwait(false))
             {
-                if (previous is MapEntry done && !Write(context, done, human, last: false))
+                any = true;
+                if (!Write(context, entry, human, entry.IsLast))
                 {
                     return 1;
                 }
-
-                previous = entry;
             }
         }
         catch (Exception e) when (e is IOException or InvalidDataException or NotSupportedException)
         {
-            // Every extent the mapper yields has a successor (the last one is yielded only after the loop), and
-            // qemu-img prints an extent as soon as it meets that successor: the one held back here was printed.
-            if (previous is MapEntry held && !Write(context, held, human, last: false))
-            {
-                return 1;
-            }
-
             return context.Fail($"Could not read file metadata: {ErrorText.Describe(e)}");
         }
 
         // qemu-img always dumps its last entry; with nothing to map it is an empty one at the start offset.
-        MapEntry last = previous ?? new MapEntry(start, 0, false, false, 0, false, null, null);
-        if (!Write(context, last, human, last: true))
+        if (!any && !Write(context, new MapEntry(start, 0, false, false, 0, false, null, null), human, last: true))
         {
             return 1;
         }

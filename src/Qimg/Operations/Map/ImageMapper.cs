@@ -60,7 +60,7 @@ public static class ImageMapper
 
         if (current is MapEntry last)
         {
-            yield return last;
+            yield return last with { IsLast = true };
         }
     }
 

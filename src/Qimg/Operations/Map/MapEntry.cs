@@ -15,6 +15,12 @@ namespace Qimg.Operations.Map;
 public readonly record struct MapEntry(long Start, long Length, bool Data, bool Zero, int Depth, bool Present, long? Offset, string? FileName)
 {
     /// <summary>
+    /// True for the last extent <see cref="ImageMapper.GetExtentsAsync"/> yields. Every other extent is yielded as soon
+    /// as its successor is known (that is when qemu-img prints it), so a caller can write each one when it arrives.
+    /// </summary>
+    public bool IsLast { get; init; }
+
+    /// <summary>
     /// Whether <paramref name="next"/> continues this extent (qemu-img's <c>entry_mergeable</c>): same flags, depth and
     /// file, and contiguous host offsets.
     /// </summary>
