@@ -12,17 +12,28 @@ public class LockingTests
         using var dir = new TempDirectory();
         string image = dir.File("busy.qcow2");
         Tools.QemuImgOk("create", "-q", "-f", "qcow2", image, "1M");
-        var start = new ProcessStartInfo("qemu-io") { RedirectStandardInput = true, RedirectStandardOutput = true, UseShellExecute = false };
-        start.ArgumentList.Add(image);
-        using Process holder = Process.Start(start)!;
+        // qemu-io holds the image open (and locked) while it runs its one command, a long sleep; it is killed at the
+        // end. Probing for its lock with qemu-img info takes a lock too, so a probe that overlaps qemu-io's open can
+        // make that open fail: then qemu-io has exited, and it is started again.
+        Process holder = StartHolder(image);
         try
         {
-            // Wait until qemu-io holds its locks (qemu-img info then fails).
             var watch = Stopwatch.StartNew();
-            while (Tools.QemuImg("info", image).ExitCode == 0)
+            while (true)
             {
-                Assert.True(watch.Elapsed < TimeSpan.FromSeconds(20), "qemu-io did not lock the image");
-                Thread.Sleep(50);
+                Assert.True(watch.Elapsed < TimeSpan.FromSeconds(60), "qemu-io did not lock the image");
+                Thread.Sleep(200);
+                if (holder.HasExited)
+                {
+                    holder.Dispose();
+                    holder = StartHolder(image);
+                    continue;
+                }
+
+                if (Tools.QemuImg("info", image).ExitCode != 0 && !holder.HasExited)
+                {
+                    break;
+                }
             }
 
             Golden.AssertSame("info", image);
@@ -33,11 +44,24 @@ public class LockingTests
         }
         finally
         {
-            holder.StandardInput.Close();
-            if (!holder.WaitForExit(10000))
+            if (!holder.HasExited)
             {
                 holder.Kill();
             }
+
+            holder.WaitForExit(10000);
+            holder.Dispose();
         }
+    }
+
+    private static Process StartHolder(string image)
+    {
+        var start = new ProcessStartInfo("qemu-io") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (string argument in new[] { "-c", "sleep 120000", image })
+        {
+            start.ArgumentList.Add(argument);
+        }
+
+        return Process.Start(start)!;
     }
 }
