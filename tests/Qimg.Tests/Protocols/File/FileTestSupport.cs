@@ -199,6 +199,17 @@ internal sealed class HeldImage : IDisposable
             Thread.Sleep(20);
         }
 
+        // QEMU takes its lock bytes one fcntl call at a time, and the backing files' after the image's: wait until
+        // what is locked has not changed for 100 ms, so callers never see half of it.
+        List<long> seen = Tools.LockedBytes(path);
+        for (int unchanged = 0; unchanged < 5 && clock.Elapsed < TimeSpan.FromSeconds(20);)
+        {
+            Thread.Sleep(20);
+            List<long> now = Tools.LockedBytes(path);
+            unchanged = now.SequenceEqual(seen) ? unchanged + 1 : 0;
+            seen = now;
+        }
+
         return held;
     }
 

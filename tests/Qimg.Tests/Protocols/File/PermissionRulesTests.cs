@@ -63,14 +63,6 @@ public sealed class PermissionRulesTests : IDisposable
             arguments.Add("-U");
         }
 
-        List<long> topLocks, middleLocks, bottomLocks;
-        using (HeldImage.Start(top, [.. arguments]))
-        {
-            topLocks = Tools.LockedBytes(top);
-            middleLocks = Tools.LockedBytes(middle);
-            bottomLocks = Tools.LockedBytes(bottom);
-        }
-
         // qemu-io opens like blk_new_open with its flags; each qcow2 stores data and metadata in its file; backing
         // files get the copy-on-write share; raw passes its users' permissions through.
         PermissionPair user = PermissionPair.ForOpen(!readOnly, noIo: false, resize: false, noShare: false);
@@ -78,6 +70,29 @@ public sealed class PermissionRulesTests : IDisposable
         PermissionPair middleImage = user.ForCowChild();
         PermissionPair middleFile = middleImage.ForStorageChild(ChildRole.Data | ChildRole.Metadata, parentWritable: false, noIo: false);
         PermissionPair bottomFile = middleImage.ForCowChild().ForFilteredChild();
+
+        List<long> topLocks, middleLocks, bottomLocks;
+        using (HeldImage.Start(top, [.. arguments]))
+        {
+            // HeldImage waits for the top file's locks; QEMU locks the backing files after it, so wait (up to 10 s)
+            // for the chain to settle before taking what is locked (this raced on a loaded machine).
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (true)
+            {
+                topLocks = Tools.LockedBytes(top);
+                middleLocks = Tools.LockedBytes(middle);
+                bottomLocks = Tools.LockedBytes(bottom);
+                bool settled = topLocks.SequenceEqual(Bytes(ForceShare(topFile, forceShare)))
+                               && middleLocks.SequenceEqual(Bytes(ForceShare(middleFile, forceShare)))
+                               && bottomLocks.SequenceEqual(Bytes(ForceShare(bottomFile, forceShare)));
+                if (settled || clock.Elapsed > TimeSpan.FromSeconds(10))
+                {
+                    break;
+                }
+
+                Thread.Sleep(20);
+            }
+        }
 
         Assert.Equal(topLocks, Bytes(ForceShare(topFile, forceShare)));
         Assert.Equal(middleLocks, Bytes(ForceShare(middleFile, forceShare)));
