@@ -225,6 +225,7 @@ public class ConvertTests : IClassFixture<ConvertSources>
     [InlineData("-t", "bogus")]
     [InlineData("-f", "qcow2")]
     [InlineData("-l", "snap1")]
+    [InlineData("-f", "raw", "--image-opts")]
     public void ErrorsAreQemuImgs(params string[] options)
     {
         AssertConvertsLikeQemuImg([.. _sources.Expand(options), _sources["source.raw"]], target: null);
