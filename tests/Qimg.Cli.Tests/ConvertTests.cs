@@ -245,6 +245,22 @@ public class ConvertTests : IClassFixture<ConvertSources>
         Golden.AssertSame("convert", "-O", "qcow2", _sources["source.raw"], _sources["second.raw"], "-B", _sources["base.qcow2"], "-F", "qcow2", directory.File("out"));
     }
 
+    [Theory]
+    [InlineData("4M", "write -P 1 0 64k", "")] // one chunk: 0 %, 100 %, 100 % — no second 0 % line
+    [InlineData("64M", "write -P 1 0 5M;write -P 2 20M 1M", "-S 0")] // 64 chunks of 1/64: ties such as 3.125 print as glibc prints them
+    [InlineData("64M", "write -P 1 0 5M;write -P 2 20M 1M", "-O qcow2 -c")]
+    public void Progress_SameLinesAsQemuImg(string size, string write, string options)
+    {
+        using var directory = new TempDirectory();
+        string source = directory.File("small.qcow2");
+        Tools.QemuImgOk("create", "-q", "-f", "qcow2", source, size);
+        Tools.QemuIo([.. write.Split(';').SelectMany(command => new[] { "-c", command }), source]);
+        string[] extra = options.Length == 0 ? [] : options.Split(' ');
+        CommandResult expected = Tools.QemuImg(["convert", "-p", .. extra, source, directory.File("by-qemu.img")]);
+        CommandResult actual = Tools.Qimg(["convert", "-p", .. extra, source, directory.File("by-qimg.img")]);
+        Assert.Equal(expected.Stdout, actual.Stdout);
+    }
+
     [Fact]
     public void ProgressEndsAtOneHundredPercent()
     {

@@ -5,12 +5,55 @@ using System.Text;
 namespace Qimg.Cli.Output;
 
 /// <summary>
-/// The few C <c>printf</c> conversions whose output qemu-img users see and .NET formats differently: <c>%.Ng</c>
-/// (with glibc's exact round-half-even on the binary value), <c>%#x</c>, and QEMU's <c>size_to_str</c>.
+/// The few C <c>printf</c> conversions whose output qemu-img users see and .NET formats differently: <c>%.2f</c> and
+/// <c>%.Ng</c> (with glibc's exact round-half-even on the binary value), <c>%#x</c>, and QEMU's <c>size_to_str</c>.
 /// </summary>
 internal static class CFormat
 {
     private static readonly string[] s_iecPrefixes = ["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"];
+
+    /// <summary>
+    /// C's <c>%0.2f</c> for a finite, non-negative value: the exact binary value rounded to two decimals, ties to even
+    /// (glibc), which .NET's "F2" does not do for exact ties such as 0.125.
+    /// </summary>
+    public static string Fixed2(double value)
+    {
+        const int Decimals = 2;
+        long bits = BitConverter.DoubleToInt64Bits(value);
+        int exponent = (int)((bits >> 52) & 0x7FF);
+        long mantissa = bits & 0xFFFFFFFFFFFFFL;
+        if (exponent == 0)
+        {
+            exponent = 1;
+        }
+        else
+        {
+            mantissa |= 1L << 52;
+        }
+
+        // value = mantissa * 2^exponent; scaled = value * 10^Decimals, rounded half to even.
+        exponent -= 1075;
+        BigInteger scaled = mantissa * BigInteger.Pow(10, Decimals);
+        if (exponent >= 0)
+        {
+            scaled <<= exponent;
+        }
+        else
+        {
+            BigInteger divisor = BigInteger.One << -exponent;
+            BigInteger quotient = BigInteger.DivRem(scaled, divisor, out BigInteger remainder);
+            int half = (remainder * 2).CompareTo(divisor);
+            if (half > 0 || (half == 0 && !quotient.IsEven))
+            {
+                quotient += 1;
+            }
+
+            scaled = quotient;
+        }
+
+        string digits = scaled.ToString(CultureInfo.InvariantCulture).PadLeft(Decimals + 1, '0');
+        return digits[..^Decimals] + "." + digits[^Decimals..];
+    }
 
     /// <summary>C's <c>%.{precision}g</c> in the C locale.</summary>
     public static string G(double value, int precision)

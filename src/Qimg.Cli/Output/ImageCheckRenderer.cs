@@ -66,8 +66,8 @@ internal static class ImageCheckRenderer
 
         if (r.TotalClusters != 0 && r.AllocatedClusters != 0)
         {
-            text.Append(CultureInfo.InvariantCulture, $"{r.AllocatedClusters}/{r.TotalClusters} = {Fixed2(r.AllocatedClusters * 100.0 / r.TotalClusters)}% allocated, ");
-            text.Append(CultureInfo.InvariantCulture, $"{Fixed2(r.FragmentedClusters * 100.0 / r.AllocatedClusters)}% fragmented, {Fixed2(r.CompressedClusters * 100.0 / r.AllocatedClusters)}% compressed clusters\n");
+            text.Append(CultureInfo.InvariantCulture, $"{r.AllocatedClusters}/{r.TotalClusters} = {CFormat.Fixed2(r.AllocatedClusters * 100.0 / r.TotalClusters)}% allocated, ");
+            text.Append(CultureInfo.InvariantCulture, $"{CFormat.Fixed2(r.FragmentedClusters * 100.0 / r.AllocatedClusters)}% fragmented, {CFormat.Fixed2(r.CompressedClusters * 100.0 / r.AllocatedClusters)}% compressed clusters\n");
         }
 
         if (r.ImageEndOffset != 0)
@@ -90,46 +90,4 @@ internal static class ImageCheckRenderer
         }
     }
 
-    /// <summary>
-    /// C's <c>%0.2f</c> for a finite, non-negative value: the exact binary value rounded to two decimals, ties to even
-    /// (glibc), which .NET's "F2" does not do for exact ties such as 0.125.
-    /// </summary>
-    internal static string Fixed2(double value)
-    {
-        const int Decimals = 2;
-        long bits = BitConverter.DoubleToInt64Bits(value);
-        int exponent = (int)((bits >> 52) & 0x7FF);
-        long mantissa = bits & 0xFFFFFFFFFFFFFL;
-        if (exponent == 0)
-        {
-            exponent = 1;
-        }
-        else
-        {
-            mantissa |= 1L << 52;
-        }
-
-        // value = mantissa * 2^exponent; scaled = value * 10^Decimals, rounded half to even.
-        exponent -= 1075;
-        BigInteger scaled = mantissa * BigInteger.Pow(10, Decimals);
-        if (exponent >= 0)
-        {
-            scaled <<= exponent;
-        }
-        else
-        {
-            BigInteger divisor = BigInteger.One << -exponent;
-            BigInteger quotient = BigInteger.DivRem(scaled, divisor, out BigInteger remainder);
-            int half = (remainder * 2).CompareTo(divisor);
-            if (half > 0 || (half == 0 && !quotient.IsEven))
-            {
-                quotient += 1;
-            }
-
-            scaled = quotient;
-        }
-
-        string digits = scaled.ToString(CultureInfo.InvariantCulture).PadLeft(Decimals + 1, '0');
-        return digits[..^Decimals] + "." + digits[^Decimals..];
-    }
 }

@@ -79,7 +79,7 @@ internal sealed class ProgressPrinter : IProgress<double>, IDisposable
 
     private void Print()
     {
-        string text = string.Create(CultureInfo.InvariantCulture, $"    ({(double)_current:0.00}/100%)");
+        string text = string.Create(CultureInfo.InvariantCulture, $"    ({CFormat.Fixed2(_current)}/100%)");
         if (_enabled)
         {
             _stdout.Write(text + "\r");

@@ -116,8 +116,9 @@ public sealed class CopyEngine
                 sector += n;
             }
 
+            // No report of 0 here: the work done so far is none, and qemu-img prints its 0 % line before the images
+            // are opened (the CLI does the same); a second one would be a line qemu-img does not print.
             _planner.Reset();
-            ReportProgress(0);
         }
 
         var workers = new Task[_options.Workers];
