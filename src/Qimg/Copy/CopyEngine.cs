@@ -37,7 +37,6 @@ public sealed class CopyEngine
     private long _allocatedSectors;
     private long _allocatedDone;
     private Exception? _failure;
-    private int _lastProgressHundredths = -1;
 
     private CopyEngine(IReadOnlyList<CopySource> sources, BlockNode target, CopyOptions options)
     {
@@ -176,6 +175,16 @@ public sealed class CopyEngine
 
                 // Let the other workers plan beyond this request while it is read and written.
                 _nextSector += n;
+
+                // Progress counts a request when it is claimed, in guest order, as qemu-img does.
+                if (CountsAsData(kind))
+                {
+                    _allocatedDone += n;
+                    if (_allocatedSectors > 0)
+                    {
+                        ReportProgress(100.0 * _allocatedDone / _allocatedSectors);
+                    }
+                }
             }
             catch (Exception e)
             {
@@ -201,15 +210,6 @@ public sealed class CopyEngine
 
     private async Task CopyRunAsync(long sector, int n, CopySegmentKind kind, Memory<byte> buffer, CancellationToken cancellationToken)
     {
-        if (CountsAsData(kind))
-        {
-            long done = Interlocked.Add(ref _allocatedDone, n);
-            if (_allocatedSectors > 0)
-            {
-                ReportProgress(100.0 * done / _allocatedSectors);
-            }
-        }
-
         int length = kind == CopySegmentKind.Data || _options.MinSparse == 0 ? n * SectorSize : 0;
         bool offloaded = false;
         if (kind == CopySegmentKind.Data && _options.CopyOffload)
@@ -474,13 +474,9 @@ public sealed class CopyEngine
 
     private void ReportProgress(double percent)
     {
-        // Report each hundredth of a percent once, so that the sink is not flooded from every worker.
-        int hundredths = (int)(percent * 100);
-        int last = Volatile.Read(ref _lastProgressHundredths);
-        if (hundredths > last && Interlocked.CompareExchange(ref _lastProgressHundredths, hundredths, last) == last)
-        {
-            _options.Progress?.Report(percent);
-        }
+        // Called under the plan lock, in claim order, once per data request: the sink sees the values qemu-img's
+        // progress code sees, and filters them as it likes (the CLI prints steps of 1 %, as qemu-img does).
+        _options.Progress?.Report(percent);
     }
 
     /// <summary>A byte-rate limit shared by all workers (QEMU throttles the target to -r bytes per second).</summary>
