@@ -106,6 +106,17 @@ internal sealed class CommandContext
         return CliApplication.ErrorExit(Error, message);
     }
 
+    /// <summary>The one image file name of info, map and check, or qemu-img's "Expecting one image file name" exit.</summary>
+    public string SingleImageFileName()
+    {
+        if (Operands.Length != 1)
+        {
+            throw ErrorExit("Expecting one image file name");
+        }
+
+        return Operands[0];
+    }
+
     /// <summary>Prints the help text on stdout; throw the result to exit 0.</summary>
     public CliExitException Help()
     {

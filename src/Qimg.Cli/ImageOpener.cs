@@ -15,24 +15,38 @@ internal static class ImageOpener
     public static bool TryGetSource(CommandContext context, string fileName, string? format, bool imageOpts, [NotNullWhen(true)] out ImageSource? source)
     {
         source = null;
-        if (imageOpts && format is not null)
-        {
-            context.ReportError("--image-opts and --format are mutually exclusive");
-            return false;
-        }
-
         try
         {
-            source = imageOpts
-                ? ImageSource.FromImageOptions(fileName, context.ReportWarning)
-                : ImageSource.FromFileName(fileName, format);
+            source = GetSource(context, fileName, format, imageOpts);
             return true;
+        }
+        catch (OperationException e)
+        {
+            context.ReportError(e.Message);
+            return false;
         }
         catch (ImageOpenException e)
         {
             context.ReportError($"Could not open '{fileName}': {e.Message}");
             return false;
         }
+    }
+
+    /// <summary>
+    /// The image source of a file name with <c>-f</c>, or of an <c>--image-opts</c> string.
+    /// </summary>
+    /// <exception cref="OperationException">Both <c>--image-opts</c> and <c>-f</c> were given (qemu-img's img_open refuses the pair).</exception>
+    /// <exception cref="ImageOpenException">The option string is invalid.</exception>
+    public static ImageSource GetSource(CommandContext context, string fileName, string? format, bool imageOpts)
+    {
+        if (imageOpts && format is not null)
+        {
+            throw new OperationException("--image-opts and --format are mutually exclusive");
+        }
+
+        return imageOpts
+            ? ImageSource.FromImageOptions(fileName, context.ReportWarning)
+            : ImageSource.FromFileName(fileName, format);
     }
 
     /// <summary>

@@ -296,15 +296,8 @@ internal static class ConvertCommand
 
     private static async ValueTask<FormatNode> OpenAsync(CommandContext context, string name, string? format, bool imageOpts, ImageOpenOptions open, CancellationToken cancellationToken)
     {
-        if (imageOpts && format is not null)
-        {
-            // qemu-img's img_open refuses the pair when it opens the first source (found by argument fuzzing).
-            throw new OperationException("--image-opts and --format are mutually exclusive");
-        }
-
-        ImageSource source = imageOpts
-            ? ImageSource.FromImageOptions(name, context.ReportWarning)
-            : ImageSource.FromFileName(name, format);
+        // Refuses --image-opts with -f when it opens the first source, as qemu-img's img_open does.
+        ImageSource source = ImageOpener.GetSource(context, name, format, imageOpts);
         return await DiskImage.OpenAsync(source.FileName, open with
         {
             Format = source.Format ?? open.Format,

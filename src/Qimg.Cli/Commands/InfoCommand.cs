@@ -42,12 +42,7 @@ internal static class InfoCommand
             }
         }
 
-        if (context.Operands.Length != 1)
-        {
-            throw context.ErrorExit("Expecting one image file name");
-        }
-
-        string fileName = context.Operands[0];
+        string fileName = context.SingleImageFileName();
         if (!context.TryParseOutputFormat(output, out OutputFormat outputFormat, out string? error))
         {
             return context.Fail(error);
