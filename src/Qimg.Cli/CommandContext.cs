@@ -106,6 +106,24 @@ internal sealed class CommandContext
         return CliApplication.ErrorExit(Error, message);
     }
 
+    /// <summary>
+    /// Adds the current <c>-o</c> argument to <paramref name="options"/> (qemu-img's accumulate_options), or reports
+    /// its error and returns false.
+    /// </summary>
+    public bool TryAccumulateOptions(ref string? options)
+    {
+        try
+        {
+            options = OptionString.Accumulate(options, OptArg);
+            return true;
+        }
+        catch (OptionException e)
+        {
+            Fail(e.Message);
+            return false;
+        }
+    }
+
     /// <summary>The one image file name of info, map and check, or qemu-img's "Expecting one image file name" exit.</summary>
     public string SingleImageFileName()
     {

@@ -71,13 +71,9 @@ internal static class ConvertCommand
                     backingFormat = context.OptArg;
                     break;
                 case 'o':
-                    try
+                    if (!context.TryAccumulateOptions(ref options))
                     {
-                        options = OptionString.Accumulate(options, context.OptArg);
-                    }
-                    catch (OptionException e)
-                    {
-                        return context.Fail(e.Message);
+                        return 1;
                     }
 
                     break;

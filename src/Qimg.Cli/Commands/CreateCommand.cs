@@ -30,13 +30,9 @@ internal static class CreateCommand
                     format = context.OptArg;
                     break;
                 case 'o':
-                    try
+                    if (!context.TryAccumulateOptions(ref options))
                     {
-                        options = OptionString.Accumulate(options, context.OptArg);
-                    }
-                    catch (OptionException e)
-                    {
-                        return context.Fail(e.Message);
+                        return 1;
                     }
 
                     break;
