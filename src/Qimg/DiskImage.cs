@@ -1,6 +1,7 @@
 using Qimg.Block;
 using Qimg.Diagnostics;
 using Qimg.Formats;
+using Qimg.Operations;
 using Qimg.Protocols;
 
 namespace Qimg;
@@ -26,45 +27,81 @@ public static class DiskImage
     public static ValueTask<FormatNode> OpenAsync(string fileName, ImageOpenOptions? options = null, CancellationToken cancellationToken = default)
     {
         options ??= new ImageOpenOptions();
-        return OpenChainAsync(fileName, options, [], options.Permissions, cancellationToken);
+        if (fileName.StartsWith("json:", StringComparison.Ordinal))
+        {
+            // QEMU's json: pseudo-protocol: the options are in the name; a given format wins over the name's driver.
+            return OpenAsync(ImageSource.FromFileName(fileName, options.Format), options, cancellationToken);
+        }
+
+        return OpenChainAsync(fileName, options, [], options.Permissions, null, cancellationToken);
+    }
+
+    /// <summary>
+    /// Opens the image <paramref name="source"/> describes (its file name, format and driver options replace those of
+    /// <paramref name="options"/>), with its backing chain as <see cref="OpenAsync(string, ImageOpenOptions?, CancellationToken)"/> does.
+    /// </summary>
+    /// <exception cref="ImageOpenException">The image or a backing file cannot be opened (qemu-img's wording).</exception>
+    /// <exception cref="InvalidDataException">The image is malformed.</exception>
+    /// <exception cref="NotSupportedException">The image needs a feature qimg lacks.</exception>
+    public static ValueTask<FormatNode> OpenAsync(ImageSource source, ImageOpenOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        options = (options ?? new ImageOpenOptions()) with { Format = source.Format, DriverOptions = source.DriverOptions };
+        return OpenChainAsync(source.FileName, options, [], options.Permissions, null, cancellationToken);
+    }
+
+    /// <summary>
+    /// The source a backing name found in <paramref name="imageFileName"/> stands for: relative names are taken
+    /// relative to the image, "json:{…}" names are parsed as QEMU does (with the image's backing format winning over
+    /// the name's driver).
+    /// </summary>
+    /// <exception cref="ImageOpenException">A "json:" name that does not parse or describes nothing qimg can open.</exception>
+    public static ImageSource ResolveBacking(string imageFileName, string backingName, string? backingFormat)
+    {
+        string resolved = ResolveRelativeTo(imageFileName, backingName);
+        return resolved.StartsWith("json:", StringComparison.Ordinal)
+            ? ImageSource.FromFileName(resolved, backingFormat)
+            : new ImageSource(resolved, backingFormat, null);
     }
 
     /// <param name="permissions">What the users of this image need and share: the caller's for the top image, what the
     /// image above asks of its backing file for the others (QEMU's permission propagation, which decides the image
     /// locks each file takes).</param>
-    private static async ValueTask<FormatNode> OpenChainAsync(string fileName, ImageOpenOptions options, List<string> chain, PermissionPair permissions, CancellationToken cancellationToken)
+    /// <param name="named">For a file an image names: the request the policy allowed and the directory it confines the open to.</param>
+    private static async ValueTask<FormatNode> OpenChainAsync(string fileName, ImageOpenOptions options, List<string> chain, PermissionPair permissions, (ImplicitOpenRequest Request, string? Beneath)? named, CancellationToken cancellationToken)
     {
-        FormatNode image = await OpenOneAsync(fileName, options, permissions, cancellationToken).ConfigureAwait(false);
+        FormatNode image = await OpenOneAsync(fileName, options, permissions, named, cancellationToken).ConfigureAwait(false);
         try
         {
             if (!options.NoBacking && image.BackingFileName is { Length: > 0 } backingName)
             {
-                string resolved = ResolveRelativeTo(image.FileName, backingName);
-                chain.Add(CanonicalPath(image.FileName));
-                if (chain.Contains(CanonicalPath(resolved)) || chain.Count >= MaxBackingDepth)
-                {
-                    throw new ImageOpenException($"Backing file '{backingName}' creates an infinite loop.");
-                }
-
                 // An empty backing format (an extension holding only NULs) means "probe", as in QEMU.
                 string? backingFormat = string.IsNullOrEmpty(image.BackingFormat) ? null : image.BackingFormat;
-                options.Policy.Authorize(new ImplicitOpenRequest(ImplicitOpenKind.Backing, image.FileName, resolved, backingFormat));
-                var backingOptions = options with
-                {
-                    Format = backingFormat,
-                    ReadOnly = true,
-                    DriverOptions = null,
-                };
                 FormatNode backing;
                 try
                 {
-                    backing = await OpenChainAsync(resolved, backingOptions, chain, permissions.ForCowChild(), cancellationToken).ConfigureAwait(false);
+                    ImageSource source = ResolveBacking(image.FileName, backingName, backingFormat);
+                    chain.Add(CanonicalPath(image.FileName));
+                    if (chain.Contains(CanonicalPath(source.FileName)) || chain.Count >= MaxBackingDepth)
+                    {
+                        throw new ImageOpenException($"Backing file '{backingName}' creates an infinite loop.");
+                    }
+
+                    var request = new ImplicitOpenRequest(ImplicitOpenKind.Backing, image.FileName, source.FileName, source.Format);
+                    options.Policy.Authorize(request);
+                    var backingOptions = options with
+                    {
+                        Format = source.Format,
+                        ReadOnly = true,
+                        DriverOptions = source.DriverOptions,
+                    };
+                    backing = await OpenChainAsync(source.FileName, backingOptions, chain, permissions.ForCowChild(), (request, options.Policy.ConfineTo(request)), cancellationToken).ConfigureAwait(false);
                 }
                 catch (ImageOpenException e) when (e.Message.EndsWith("creates an infinite loop.", StringComparison.Ordinal))
                 {
                     throw;
                 }
-                catch (Exception e) when (e is IOException or InvalidDataException or NotSupportedException or UnauthorizedAccessException)
+                catch (Exception e) when (e is IOException or InvalidDataException or NotSupportedException or UnauthorizedAccessException
+                    && e is not ImplicitOpenDeniedException)
                 {
                     throw new ImageOpenException("Could not open backing file: " + e.Message, e);
                 }
@@ -82,7 +119,7 @@ public static class DiskImage
     }
 
     /// <summary>Opens one image without its backing chain.</summary>
-    private static async ValueTask<FormatNode> OpenOneAsync(string fileName, ImageOpenOptions options, PermissionPair permissions, CancellationToken cancellationToken)
+    private static async ValueTask<FormatNode> OpenOneAsync(string fileName, ImageOpenOptions options, PermissionPair permissions, (ImplicitOpenRequest Request, string? Beneath)? named, CancellationToken cancellationToken)
     {
         FormatRegistry registry = options.Registry;
         FormatDriver? format = null;
@@ -92,8 +129,9 @@ public static class DiskImage
                 ?? throw new ImageOpenException($"Unknown driver '{options.Format}'");
         }
 
-        ProtocolDriver protocol = registry.GetProtocol(fileName);
-        BlockNode file = await protocol.OpenAsync(fileName, new ProtocolOpenOptions(options.ReadOnly, options.Cache, options.ForceShare, options.Locking), cancellationToken).ConfigureAwait(false);
+        ProtocolDriver protocol = FindProtocol(registry, fileName);
+        var protocolOptions = new ProtocolOpenOptions(options.ReadOnly, options.Cache, options.ForceShare, options.Locking);
+        BlockNode file = await OpenFileAsync(protocol, fileName, protocolOptions, named, cancellationToken).ConfigureAwait(false);
         try
         {
             bool probed = false;
@@ -113,6 +151,47 @@ public static class DiskImage
         {
             await file.DisposeAsync().ConfigureAwait(false);
             throw;
+        }
+    }
+
+    /// <summary>
+    /// The protocol for a name (QEMU's <c>bdrv_find_protocol</c>): a "&lt;protocol&gt;:" prefix no protocol handles is
+    /// "Unknown protocol", anything else without one goes to the file protocol.
+    /// </summary>
+    private static ProtocolDriver FindProtocol(FormatRegistry registry, string fileName)
+    {
+        ProtocolDriver protocol = registry.GetProtocol(fileName);
+        if (!protocol.Handles(fileName) && ImagePaths.ProtocolOf(fileName) is string prefix)
+        {
+            throw new ImageOpenException($"Unknown protocol '{prefix}'");
+        }
+
+        return protocol;
+    }
+
+    /// <summary>
+    /// Opens a protocol node; for a file an image names (<paramref name="named"/>), confined to the directory the policy
+    /// gave, so that a name leading outside fails as an <see cref="ImplicitOpenDeniedException"/>.
+    /// </summary>
+    internal static async ValueTask<BlockNode> OpenFileAsync(ProtocolDriver protocol, string fileName, ProtocolOpenOptions options, (ImplicitOpenRequest Request, string? Beneath)? named, CancellationToken cancellationToken)
+    {
+        if (named is not ({ } request, string beneath))
+        {
+            return await protocol.OpenAsync(fileName, options, cancellationToken).ConfigureAwait(false);
+        }
+
+        if (!protocol.CanOpenBeneath)
+        {
+            throw new ImplicitOpenDeniedException(request, $"'{request.FileName}' (named by '{request.ReferencedBy}') cannot be opened confined to '{beneath}'");
+        }
+
+        try
+        {
+            return await protocol.OpenAsync(fileName, options with { Beneath = beneath }, cancellationToken).ConfigureAwait(false);
+        }
+        catch (IOException e) when (e.HResult == Interop.Libc.EXDEV)
+        {
+            throw new ImplicitOpenDeniedException(request, $"'{request.FileName}' (named by '{request.ReferencedBy}') leads outside '{beneath}'");
         }
     }
 

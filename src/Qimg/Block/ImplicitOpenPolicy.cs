@@ -36,6 +36,12 @@ public sealed class ImplicitOpenDeniedException : IOException
 /// opens, or restrict them to a directory or to explicit formats. The CLI uses <see cref="Permissive"/>, which
 /// mirrors qemu-img.
 /// </summary>
+/// <remarks>
+/// An opener asks <see cref="Authorize"/> first, then <see cref="ConfineTo"/>: when that names a directory, the file is
+/// opened beneath it in the same step that resolves its name (see <see cref="Protocols.ProtocolOpenOptions.Beneath"/>),
+/// so no link inside the directory, and no link swapped in between, can lead the open outside. A check of the name
+/// alone, separate from the open, cannot give that guarantee.
+/// </remarks>
 public class ImplicitOpenPolicy
 {
     /// <summary>Opens whatever an image names, probing formats when the header does not give one (qemu-img's behaviour).</summary>
@@ -44,7 +50,13 @@ public class ImplicitOpenPolicy
     /// <summary>Refuses every implicit open: images with backing or data files fail to open.</summary>
     public static ImplicitOpenPolicy DenyAll { get; } = new DenyAllPolicy();
 
-    /// <summary>Allows only files inside <paramref name="directory"/> (after resolving links and "..") and, when given, only the listed formats.</summary>
+    /// <summary>
+    /// Allows only files inside <paramref name="directory"/> and, when given, only the listed formats. The open itself is
+    /// confined to the directory: every link and ".." on the way is resolved by the kernel beneath it (openat2's
+    /// RESOLVE_BENEATH, or a component-by-component walk on kernels without it), so links inside the directory that stay
+    /// inside work, and any that lead out, anywhere in the name, make the open fail with
+    /// <see cref="ImplicitOpenDeniedException"/>. Names with a protocol other than "file:" are refused.
+    /// </summary>
     public static ImplicitOpenPolicy RestrictTo(string directory, IReadOnlyCollection<string>? formats = null, bool allowProbing = false) =>
         new DirectoryPolicy(directory, formats, allowProbing);
 
@@ -52,6 +64,12 @@ public class ImplicitOpenPolicy
     public virtual void Authorize(ImplicitOpenRequest request)
     {
     }
+
+    /// <summary>
+    /// The directory an allowed request must be opened beneath (resolved and opened in one step), or null to open the
+    /// name as it is. Called after <see cref="Authorize"/> allowed the request.
+    /// </summary>
+    public virtual string? ConfineTo(ImplicitOpenRequest request) => null;
 
     private sealed class DenyAllPolicy : ImplicitOpenPolicy
     {
@@ -67,17 +85,22 @@ public class ImplicitOpenPolicy
 
         public DirectoryPolicy(string directory, IReadOnlyCollection<string>? formats, bool allowProbing)
         {
-            _directory = Canonical(directory).TrimEnd('/') + "/";
+            _directory = Path.GetFullPath(directory);
             _formats = formats;
             _allowProbing = allowProbing;
         }
 
         public override void Authorize(ImplicitOpenRequest request)
         {
-            string path = Canonical(request.FileName);
-            if (!path.StartsWith(_directory, StringComparison.Ordinal))
+            // A first look at the name for a clear early refusal; the confined open (ConfineTo) is what enforces it.
+            if (Operations.ImagePaths.ProtocolOf(request.FileName) is string protocol && protocol != "file")
             {
-                throw new ImplicitOpenDeniedException(request, $"'{request.FileName}' (named by '{request.ReferencedBy}') is outside '{_directory}'");
+                throw new ImplicitOpenDeniedException(request, $"'{request.FileName}' (named by '{request.ReferencedBy}') is not a file inside '{_directory}'");
+            }
+
+            if (Protocols.File.ConfinedOpen.RelativeBeneath(_directory, Protocols.File.FileProtocol.PathOf(request.FileName)) is null)
+            {
+                throw Outside(request);
             }
 
             if (request.Format is null && !_allowProbing && request.Kind == ImplicitOpenKind.Backing)
@@ -91,18 +114,9 @@ public class ImplicitOpenPolicy
             }
         }
 
-        private static string Canonical(string path)
-        {
-            string full = Path.GetFullPath(path);
-            try
-            {
-                FileSystemInfo? target = new FileInfo(full).ResolveLinkTarget(returnFinalTarget: true);
-                return target?.FullName ?? full;
-            }
-            catch (IOException)
-            {
-                return full;
-            }
-        }
+        public override string? ConfineTo(ImplicitOpenRequest request) => _directory;
+
+        private ImplicitOpenDeniedException Outside(ImplicitOpenRequest request) =>
+            new(request, $"'{request.FileName}' (named by '{request.ReferencedBy}') is outside '{_directory}'");
     }
 }

@@ -119,16 +119,20 @@ public sealed class ImageOpenContext
 
     /// <summary>
     /// Opens a file named inside this image (an external data file) as a protocol node with the image's access mode,
-    /// after the policy allowed it. Relative names are resolved against the image's directory, or, with
+    /// after the policy allowed it, confined to the directory the policy names (if any). Relative names are resolved against the image's directory, or, with
     /// <paramref name="relativeToImage"/> false, used as they are (relative to the working directory, as QEMU 7.2 opens
     /// qcow2 data files).
     /// </summary>
     public async ValueTask<BlockNode> OpenReferencedFileAsync(ImplicitOpenKind kind, string name, CancellationToken cancellationToken = default, bool relativeToImage = true)
     {
         string resolved = relativeToImage ? DiskImage.ResolveRelativeTo(FileName, name) : name;
-        Options.Policy.Authorize(new ImplicitOpenRequest(kind, FileName, resolved, null));
+        var request = new ImplicitOpenRequest(kind, FileName, resolved, null);
+        Options.Policy.Authorize(request);
+
+        // A plain file name (no json: or protocol parsing, as the CVE-2024-4467 fix has QEMU open data files).
         Protocols.ProtocolDriver protocol = Options.Registry.GetProtocol(resolved);
-        BlockNode node = await protocol.OpenAsync(resolved, new Protocols.ProtocolOpenOptions(Options.ReadOnly, Options.Cache, Options.ForceShare, Options.Locking), cancellationToken).ConfigureAwait(false);
+        var protocolOptions = new Protocols.ProtocolOpenOptions(Options.ReadOnly, Options.Cache, Options.ForceShare, Options.Locking);
+        BlockNode node = await DiskImage.OpenFileAsync(protocol, resolved, protocolOptions, (request, Options.Policy.ConfineTo(request)), cancellationToken).ConfigureAwait(false);
         try
         {
             // A data file holds guest data only (QEMU's BDRV_CHILD_DATA role).

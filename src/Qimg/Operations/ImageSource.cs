@@ -111,14 +111,18 @@ public sealed record ImageSource(string FileName, string? Format, OptionValues? 
             throw new ImageOpenException($"Opening the protocol driver '{driver}' directly as an image is not supported by qimg");
         }
 
-        if (!values.TryGetValue("file.filename", out string? fileName))
-        {
-            throw new ImageOpenException("A block device must be specified for \"file\"");
-        }
-
-        if (values.TryGetValue("file.driver", out string? protocol) && FormatRegistry.Default.FindProtocol(protocol) is null)
+        values.TryGetValue("file.driver", out string? protocol);
+        if (protocol is not null && FormatRegistry.Default.FindProtocol(protocol) is null && protocol != "host_device")
         {
             throw new ImageOpenException($"Unknown driver '{protocol}'");
+        }
+
+        if (!values.TryGetValue("file.filename", out string? fileName))
+        {
+            // A named protocol driver without its file name fails in the driver (QEMU's bdrv_open_common).
+            throw new ImageOpenException(protocol is not null
+                ? $"The '{protocol}' block driver requires a file name"
+                : "A block device must be specified for \"file\"");
         }
 
         var driverOptions = new OptionValues();
@@ -190,7 +194,7 @@ public sealed record ImageSource(string FileName, string? Format, OptionValues? 
         JsonDocument document;
         try
         {
-            document = JsonDocument.Parse(json);
+            document = JsonDocument.Parse(ToStandardJson(json));
         }
         catch (JsonException e)
         {
@@ -208,6 +212,62 @@ public sealed record ImageSource(string FileName, string? Format, OptionValues? 
             Flatten(document.RootElement, string.Empty, options);
             return options;
         }
+    }
+
+    /// <summary>
+    /// QEMU's JSON dialect as standard JSON: strings may also be single-quoted (with <c>\'</c> for a quote, and
+    /// <c>"</c> as an ordinary character), and <c>\'</c> is a valid escape in double-quoted strings too.
+    /// </summary>
+    private static string ToStandardJson(string json)
+    {
+        if (!json.Contains('\''))
+        {
+            return json;
+        }
+
+        var text = new System.Text.StringBuilder(json.Length + 8);
+        char quote = '\0';
+        for (int i = 0; i < json.Length; i++)
+        {
+            char c = json[i];
+            if (quote == '\0')
+            {
+                if (c is '"' or '\'')
+                {
+                    quote = c;
+                    c = '"';
+                }
+
+                text.Append(c);
+            }
+            else if (c == '\\' && i + 1 < json.Length)
+            {
+                char next = json[++i];
+                if (next == '\'')
+                {
+                    text.Append('\'');
+                }
+                else
+                {
+                    text.Append(c).Append(next);
+                }
+            }
+            else if (c == quote)
+            {
+                quote = '\0';
+                text.Append('"');
+            }
+            else if (c == '"')
+            {
+                text.Append("\\\"");
+            }
+            else
+            {
+                text.Append(c);
+            }
+        }
+
+        return text.ToString();
     }
 
     private static void Flatten(JsonElement element, string prefix, List<KeyValuePair<string, string>> options)

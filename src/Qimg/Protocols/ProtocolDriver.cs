@@ -8,7 +8,16 @@ namespace Qimg.Protocols;
 /// <param name="Cache">Cache mode (O_DIRECT, write-through, no flush).</param>
 /// <param name="ForceShare">Do not take QEMU's image locks that would conflict with other users (<c>-U</c>).</param>
 /// <param name="Locking">Take QEMU's OFD image locks at all (QEMU's <c>locking=auto|on|off</c>, as true/false).</param>
-public sealed record ProtocolOpenOptions(bool ReadOnly, CacheMode Cache, bool ForceShare = false, bool Locking = true);
+public sealed record ProtocolOpenOptions(bool ReadOnly, CacheMode Cache, bool ForceShare = false, bool Locking = true)
+{
+    /// <summary>
+    /// When set, the file must be opened beneath this directory: its name is resolved and opened in one step, and a
+    /// name that leads outside (through "..", an absolute name, or a link anywhere on the way) fails with an
+    /// <see cref="IOException"/> whose HResult is EXDEV (18). Only protocols with <see cref="ProtocolDriver.CanOpenBeneath"/>
+    /// accept it (an <see cref="Block.ImplicitOpenPolicy"/> asks for it).
+    /// </summary>
+    public string? Beneath { get; init; }
+}
 
 /// <summary>
 /// A protocol: where bytes live (a local file, an NBD export…). Stateless descriptor; opening returns a
@@ -21,6 +30,10 @@ public abstract class ProtocolDriver
 
     /// <summary>The create options this protocol adds to a format's (<c>-o help</c> with a file name).</summary>
     public virtual IReadOnlyList<OptionDescriptor> CreateOptions => [];
+
+    /// <summary>True when <see cref="OpenAsync"/> honours <see cref="ProtocolOpenOptions.Beneath"/>; openers refuse a
+    /// confined open through a protocol that cannot.</summary>
+    public virtual bool CanOpenBeneath => false;
 
     /// <summary>True when this protocol handles <paramref name="fileName"/> (by prefix, like "nbd:").</summary>
     public abstract bool Handles(string fileName);

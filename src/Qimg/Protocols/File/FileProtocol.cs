@@ -36,6 +36,9 @@ public sealed class FileProtocol : ProtocolDriver
         new("extent_size_hint", OptionType.Size, "Extent size hint for the image file, 0 to disable"),
     ];
 
+    /// <inheritdoc/>
+    public override bool CanOpenBeneath => true;
+
     public override bool Handles(string fileName) =>
         fileName.StartsWith(FilePrefix, StringComparison.Ordinal) || fileName.StartsWith(HostDevicePrefix, StringComparison.Ordinal);
 
@@ -64,8 +67,11 @@ public sealed class FileProtocol : ProtocolDriver
         }
 
         string path = PathOf(fileName);
-        bool device = IsHostDevice(fileName, path);
-        string driverName = device ? "host_device" : "file";
+        if (path.Length == 0)
+        {
+            string requested = fileName.StartsWith(HostDevicePrefix, StringComparison.Ordinal) ? "host_device" : "file";
+            throw new ImageOpenException($"The '{requested}' block driver requires a file name");
+        }
 
         int flags = (options.ReadOnly ? Libc.O_RDONLY : Libc.O_RDWR) | Libc.O_CLOEXEC;
         if (options.Cache.Direct)
@@ -73,13 +79,24 @@ public sealed class FileProtocol : ProtocolDriver
             flags |= Libc.O_DIRECT;
         }
 
-        SafeFileHandle handle = OpenDescriptor(path, flags, 0, "open");
+        // Unconfined, decided by name before the open, as QEMU picks "host_device" (find_hdev_driver).
+        bool device = options.Beneath is null && IsHostDevice(fileName, path);
+        SafeFileHandle handle = options.Beneath is string directory ? OpenBeneath(directory, path, flags) : OpenDescriptor(path, flags, 0, "open");
         try
         {
             if (Libc.FStat(handle, out Libc.FileStatus status) is int statError and not 0)
             {
                 throw new ImageOpenException($"Could not stat file: {Libc.StrError(statError)}");
             }
+
+            if (options.Beneath is not null)
+            {
+                // Confined, decided by what was opened: the name looked up again could lead elsewhere by now.
+                device = !fileName.StartsWith(FilePrefix, StringComparison.Ordinal)
+                    && (fileName.StartsWith(HostDevicePrefix, StringComparison.Ordinal) || status.IsBlockDevice || status.IsCharDevice);
+            }
+
+            string driverName = device ? "host_device" : "file";
 
             if (!device && !status.IsRegular)
             {
@@ -214,6 +231,45 @@ public sealed class FileProtocol : ProtocolDriver
             }
 
             throw new ImageOpenException($"Could not {action} '{path}': {Libc.StrError(errno)}") { HResult = errno };
+        }
+
+        return new SafeFileHandle(fd, ownsHandle: true);
+    }
+
+    /// <summary>
+    /// Opens <paramref name="path"/> confined to <paramref name="directory"/> (<see cref="ConfinedOpen"/>), with
+    /// <c>qemu_open</c>'s error texts; a name leading outside fails with HResult EXDEV.
+    /// </summary>
+    private static SafeFileHandle OpenBeneath(string directory, string path, int flags)
+    {
+        string relative = ConfinedOpen.RelativeBeneath(directory, path)
+            ?? throw new ImageOpenException($"Could not open '{path}': it is outside '{directory}'") { HResult = Libc.EXDEV };
+        int dirFd = Libc.Open(directory, Libc.O_PATH | Libc.O_DIRECTORY | Libc.O_CLOEXEC, 0);
+        if (dirFd < 0)
+        {
+            throw new ImageOpenException($"Could not open '{directory}': {Libc.StrError(Libc.LastError)}");
+        }
+
+        using var dir = new SafeFileHandle(dirFd, ownsHandle: true);
+        int fd = ConfinedOpen.Open(dir, relative, flags);
+        if (fd == -Libc.EINVAL && (flags & Libc.O_DIRECT) != 0)
+        {
+            int plain = ConfinedOpen.Open(dir, relative, flags & ~Libc.O_DIRECT);
+            if (plain >= 0)
+            {
+                new SafeFileHandle(plain, ownsHandle: true).Dispose();
+                throw new ImageOpenException($"Could not open '{path}': filesystem does not support O_DIRECT");
+            }
+        }
+
+        if (fd == -Libc.EXDEV)
+        {
+            throw new ImageOpenException($"Could not open '{path}': it leads outside '{directory}'") { HResult = Libc.EXDEV };
+        }
+
+        if (fd < 0)
+        {
+            throw new ImageOpenException($"Could not open '{path}': {Libc.StrError(-fd)}") { HResult = -fd };
         }
 
         return new SafeFileHandle(fd, ownsHandle: true);
