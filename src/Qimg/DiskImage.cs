@@ -50,6 +50,23 @@ public static class DiskImage
     }
 
     /// <summary>
+    /// Opens, without its backing chain, a file that <paramref name="referencedBy"/> names as its backing file (its name
+    /// already resolved, as <c>info --backing-chain</c> walks a chain one image at a time): the open policy authorizes
+    /// it and confines the open itself, exactly as when the chain is opened as a whole.
+    /// </summary>
+    /// <exception cref="ImplicitOpenDeniedException">The policy refuses the file.</exception>
+    internal static ValueTask<FormatNode> OpenNamedBackingAsync(string referencedBy, string fileName, ImageOpenOptions options, CancellationToken cancellationToken)
+    {
+        ImageSource source = fileName.StartsWith("json:", StringComparison.Ordinal)
+            ? ImageSource.FromFileName(fileName, options.Format)
+            : new ImageSource(fileName, options.Format, null);
+        var request = new ImplicitOpenRequest(ImplicitOpenKind.Backing, referencedBy, source.FileName, source.Format);
+        options.Policy.Authorize(request);
+        options = options with { Format = source.Format, DriverOptions = source.DriverOptions, NoBacking = true };
+        return OpenChainAsync(source.FileName, options, [], options.Permissions, (request, options.Policy.ConfineTo(request)), cancellationToken);
+    }
+
+    /// <summary>
     /// The source a backing name found in <paramref name="imageFileName"/> stands for: relative names are taken
     /// relative to the image, "json:{…}" names are parsed as QEMU does (with the image's backing format winning over
     /// the name's driver).

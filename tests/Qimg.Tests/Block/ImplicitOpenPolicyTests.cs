@@ -89,6 +89,24 @@ public sealed partial class ImplicitOpenPolicyTests : IDisposable
         await WithWalk(walk, async () => Assert.Equal(expected, await ReadFirstByteAsync(top, Restricted())));
     }
 
+    [Theory]
+    [InlineData("dirlink/secret.raw")]
+    [InlineData("chainlink.raw")]
+    [InlineData("../outside/secret.raw")]
+    public async Task RestrictTo_InfoBackingChainLeadingOutside_IsRefused(string backing)
+    {
+        // info --backing-chain opens the chain one image at a time; each backing file still passes the policy.
+        string top = CreateTop(backing);
+        var options = new ImageOpenOptions { Policy = Restricted() };
+        var e = await Assert.ThrowsAsync<Qimg.Operations.OperationException>(async () =>
+            await Qimg.Operations.Info.ImageInfoReader.CollectAsync(new Qimg.Operations.ImageSource(top, "qcow2", null), top, options, backingChain: true));
+        Assert.True(Find<ImplicitOpenDeniedException>(e) is { Request.Kind: ImplicitOpenKind.Backing }, e.ToString());
+
+        string inside = CreateTop("sub/inner.raw");
+        var chain = await Qimg.Operations.Info.ImageInfoReader.CollectAsync(new Qimg.Operations.ImageSource(inside, "qcow2", null), inside, options, backingChain: true);
+        Assert.Equal(2, chain.Count);
+    }
+
     [Fact]
     public async Task RestrictTo_OpenedThroughLinkToDirectory_StillOpensInsideNames()
     {

@@ -52,6 +52,7 @@ public static class ImageInfoReader
         // qemu-img info opens with BDRV_O_NO_BACKING | BDRV_O_NO_IO: metadata only (a qcow2 data file stays closed).
         Formats.ImageOpenOptions openOptions = options with { Format = source.Format, NoBacking = true, NoIo = true, ReadOnly = true, DriverOptions = source.DriverOptions };
         string name = displayName;
+        string? referencedBy = null;
         while (fileName is not null)
         {
             // qemu-img compares the names as strings; qimg also compares the files they lead to, so that "./a" naming
@@ -64,7 +65,11 @@ public static class ImageInfoReader
             ImageInfo info;
             try
             {
-                FormatNode image = await DiskImage.OpenAsync(fileName, openOptions with { Format = format }, cancellationToken).ConfigureAwait(false);
+                // Backing files pass the open policy as they do when the chain is opened whole (a library caller's
+                // RestrictTo confines them here too).
+                FormatNode image = referencedBy is null
+                    ? await DiskImage.OpenAsync(fileName, openOptions with { Format = format }, cancellationToken).ConfigureAwait(false)
+                    : await DiskImage.OpenNamedBackingAsync(referencedBy, fileName, openOptions with { Format = format }, cancellationToken).ConfigureAwait(false);
                 await using (image.ConfigureAwait(false))
                 {
                     info = Read(image);
@@ -81,6 +86,7 @@ public static class ImageInfoReader
                 break;
             }
 
+            referencedBy = info.FileName;
             fileName = info.FullBackingFileName;
             if (fileName is null && info.BackingFileName is not null)
             {
