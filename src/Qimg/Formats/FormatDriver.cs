@@ -15,8 +15,19 @@ public abstract class FormatDriver
     /// <summary>Whether images of this format can name a backing file.</summary>
     public virtual bool SupportsBacking => false;
 
-    /// <summary>Whether <see cref="CreateAsync"/> is implemented.</summary>
+    /// <summary>
+    /// Whether the format can create images (QEMU's <c>bdrv_co_create_opts</c>). A format that is not
+    /// <see cref="IsImplemented"/> says what QEMU's driver can do, and its <see cref="CreateAsync"/> throws
+    /// <see cref="Diagnostics.FormatNotSupportedException"/>.
+    /// </summary>
     public virtual bool SupportsCreate => false;
+
+    /// <summary>
+    /// False for a format qimg only recognises (<see cref="ProbeOnlyFormatDriver"/>): it probes with QEMU's score, so
+    /// its images are never read as raw, but <see cref="OpenAsync"/> and <see cref="CreateAsync"/> throw
+    /// <see cref="Diagnostics.FormatNotSupportedException"/>. Such formats are not listed as supported.
+    /// </summary>
+    public virtual bool IsImplemented => true;
 
     /// <summary>Whether open images accept <see cref="WriteFlags.Compressed"/> writes (QEMU's <c>block_driver_can_compress</c>).</summary>
     public virtual bool SupportsCompressedWrites => false;
