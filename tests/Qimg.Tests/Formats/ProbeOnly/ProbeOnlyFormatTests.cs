@@ -216,6 +216,38 @@ public sealed class ProbeOnlyFormatTests : IClassFixture<ProbeOnlyImages>, IDisp
         Assert.NotEqual("bochs", FormatRegistry.Default.Probe(header, null)?.Name);
     }
 
+    /// <summary>
+    /// A probed raw image refuses writes that would make block 0 probe as another format (QEMU's raw_co_pwritev
+    /// check, which probes without a file name): now for every format QEMU knows, not only qcow2.
+    /// </summary>
+    [Theory]
+    [InlineData("monolithicSparse.vmdk")]
+    [InlineData("dynamic.vhd")]
+    [InlineData("image.vdi")]
+    [InlineData("image.qcow")]
+    [InlineData("image.luks")]
+    [InlineData("image.bochs")]
+    [InlineData("image.cloop")]
+    public async Task WriteProbedRaw_Block0BecomingAnotherFormat_RefusedLikeQemuIo(string name)
+    {
+        string source = _directory.File("block0.bin");
+        await File.WriteAllBytesAsync(source, ProbeOnlyImages.ProbeBuffer(_images[name]));
+        string qemuPath = _directory.File("qemu.raw");
+        string path = _directory.File("qimg.raw");
+        await File.WriteAllBytesAsync(qemuPath, new byte[65536]);
+        await File.WriteAllBytesAsync(path, new byte[65536]);
+        (_, string qemu, _) = ProbeOnlyImages.Run("qemu-io", "-c", $"write -s {source} 0 512", qemuPath);
+        Assert.Equal("write failed: Operation not permitted\n", qemu);
+
+        await using (FormatNode image = await DiskImage.OpenAsync(path, new ImageOpenOptions { ReadOnly = false }))
+        {
+            IOException error = await Assert.ThrowsAsync<IOException>(async () => await image.WriteAsync(0, await File.ReadAllBytesAsync(source)));
+            Assert.Equal("Operation not permitted", error.Message);
+        }
+
+        Assert.Equal(new byte[65536], await File.ReadAllBytesAsync(path));
+    }
+
     // ---------------------------------------------------------------- refusal
 
     [Theory]
