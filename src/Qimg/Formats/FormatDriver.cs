@@ -15,11 +15,7 @@ public abstract class FormatDriver
     /// <summary>Whether images of this format can name a backing file.</summary>
     public virtual bool SupportsBacking => false;
 
-    /// <summary>
-    /// Whether the format can create images (QEMU's <c>bdrv_co_create_opts</c>). A format that is not
-    /// <see cref="IsImplemented"/> says what QEMU's driver can do, and its <see cref="CreateAsync"/> throws
-    /// <see cref="Diagnostics.FormatNotSupportedException"/>.
-    /// </summary>
+    /// <summary>Whether <see cref="CreateAsync"/> is implemented.</summary>
     public virtual bool SupportsCreate => false;
 
     /// <summary>

@@ -12,6 +12,14 @@ public abstract class ProbeOnlyFormatDriver : FormatDriver
 {
     public sealed override bool IsImplemented => false;
 
+    public sealed override bool SupportsCreate => false;
+
+    /// <summary>
+    /// Whether QEMU 7.2's driver creates images of this format. Creating one then fails as not supported by qimg yet;
+    /// for a format QEMU cannot create either, it fails in QEMU's words ("does not support image creation").
+    /// </summary>
+    public virtual bool QemuSupportsCreate => false;
+
     /// <exception cref="FormatNotSupportedException">Always.</exception>
     public sealed override ValueTask<FormatNode> OpenAsync(BlockNode file, ImageOpenContext context, CancellationToken cancellationToken = default) =>
         throw new FormatNotSupportedException(Name);

@@ -26,7 +26,7 @@ public sealed class LuksDriver : ProbeOnlyFormatDriver
 
     public override string Name => "luks";
 
-    public override bool SupportsCreate => true;
+    public override bool QemuSupportsCreate => true;
 
     /// <summary>
     /// 100 for the magic "LUKS\xba\xbe" followed by big-endian version 1 (QEMU's <c>block_crypto_probe_luks</c>); LUKS2

@@ -22,7 +22,7 @@ public sealed class ParallelsDriver : ProbeOnlyFormatDriver
 
     public override string Name => "parallels";
 
-    public override bool SupportsCreate => true;
+    public override bool QemuSupportsCreate => true;
 
     /// <summary>
     /// 100 when the 16-byte magic is "WithoutFreeSpace" or "WithouFreSpacExt" and the little-endian version is 2

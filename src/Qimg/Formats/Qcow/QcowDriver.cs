@@ -26,7 +26,7 @@ public sealed class QcowDriver : ProbeOnlyFormatDriver
 
     public override string Name => "qcow";
 
-    public override bool SupportsCreate => true;
+    public override bool QemuSupportsCreate => true;
 
     /// <summary>100 for the magic "QFI\xfb" with version exactly 1 (QEMU's <c>qcow_probe</c>; qcow2 takes 2 and up).</summary>
     public override int Probe(ReadOnlySpan<byte> header, string? fileName) =>

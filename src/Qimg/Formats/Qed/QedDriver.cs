@@ -21,7 +21,7 @@ public sealed class QedDriver : ProbeOnlyFormatDriver
 
     public override string Name => "qed";
 
-    public override bool SupportsCreate => true;
+    public override bool QemuSupportsCreate => true;
 
     /// <summary>100 when the file starts with "QED\0" (QEMU's <c>bdrv_qed_probe</c>).</summary>
     public override int Probe(ReadOnlySpan<byte> header, string? fileName) =>

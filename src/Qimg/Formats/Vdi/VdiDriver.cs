@@ -23,7 +23,7 @@ public sealed class VdiDriver : ProbeOnlyFormatDriver
 
     public override string Name => "vdi";
 
-    public override bool SupportsCreate => true;
+    public override bool QemuSupportsCreate => true;
 
     /// <summary>
     /// 100 when the little-endian signature 0xbeda107f is at offset 64 (QEMU's <c>vdi_probe</c>). The text before it is

@@ -13,7 +13,7 @@ public sealed class VhdxDriver : ProbeOnlyFormatDriver
 
     public override string Name => "vhdx";
 
-    public override bool SupportsCreate => true;
+    public override bool QemuSupportsCreate => true;
 
     /// <summary>100 when the file type identifier's signature "vhdxfile" starts the file (QEMU's <c>vhdx_probe</c>).</summary>
     public override int Probe(ReadOnlySpan<byte> header, string? fileName) =>

@@ -22,7 +22,7 @@ public sealed class VmdkDriver : ProbeOnlyFormatDriver
 
     public override string Name => "vmdk";
 
-    public override bool SupportsCreate => true;
+    public override bool QemuSupportsCreate => true;
 
     /// <summary>
     /// 100 for a sparse extent's magic, or for a text descriptor: comment lines ('#' to the end of the line) and lines

@@ -13,7 +13,7 @@ public sealed class VpcDriver : ProbeOnlyFormatDriver
 
     public override string Name => "vpc";
 
-    public override bool SupportsCreate => true;
+    public override bool QemuSupportsCreate => true;
 
     /// <summary>
     /// 100 when the file starts with the footer copy's cookie "conectix" (QEMU's <c>vpc_probe</c>). Only dynamic

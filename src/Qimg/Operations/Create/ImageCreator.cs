@@ -120,15 +120,15 @@ public static class ImageCreator
     /// its inner exception is the <see cref="FormatNotSupportedException"/>.</exception>
     internal static void EnsureCanCreate(FormatDriver format)
     {
-        if (!format.SupportsCreate)
-        {
-            throw new OperationException($"Format driver '{format.Name}' does not support image creation");
-        }
-
-        if (!format.IsImplemented)
+        if (format is ProbeOnlyFormatDriver { QemuSupportsCreate: true })
         {
             var notSupported = new FormatNotSupportedException(format.Name);
             throw new OperationException(notSupported.Message, notSupported);
+        }
+
+        if (!format.SupportsCreate)
+        {
+            throw new OperationException($"Format driver '{format.Name}' does not support image creation");
         }
     }
 
