@@ -308,14 +308,20 @@ internal static class CommandTable
         writer.Write(text.ToString());
     }
 
-    /// <summary>The formats and protocols qimg knows, sorted by name as qemu-img lists its drivers.</summary>
+    /// <summary>
+    /// The formats and protocols qimg can open, sorted by name as qemu-img lists its drivers. Formats qimg only
+    /// recognises when probing are left out: they are not supported.
+    /// </summary>
     public static IEnumerable<string> SupportedFormatNames()
     {
         FormatRegistry registry = FormatRegistry.Default;
         var names = new SortedSet<string>(StringComparer.Ordinal);
         foreach (FormatDriver format in registry.Formats)
         {
-            names.Add(format.Name);
+            if (format.IsImplemented)
+            {
+                names.Add(format.Name);
+            }
         }
 
         foreach (Protocols.ProtocolDriver protocol in registry.Protocols)

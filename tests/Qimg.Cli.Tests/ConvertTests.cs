@@ -46,7 +46,7 @@ public sealed class ConvertSources : ImageSet
     }
 
     /// <summary>Formats qimg reads that qemu-img can also write (the sources of the matrix).</summary>
-    public static IEnumerable<string> ReadableFormats => FormatRegistry.Default.Formats.Select(f => f.Name);
+    public static IEnumerable<string> ReadableFormats => FormatRegistry.Default.Formats.Where(f => f.IsImplemented).Select(f => f.Name);
 
     /// <summary>Formats qimg can create (the targets of the matrix).</summary>
     public static IEnumerable<string> WritableFormats => FormatRegistry.Default.Formats.Where(f => f.SupportsCreate).Select(f => f.Name);

@@ -18,6 +18,13 @@ public abstract class FormatDriver
     /// <summary>Whether <see cref="CreateAsync"/> is implemented.</summary>
     public virtual bool SupportsCreate => false;
 
+    /// <summary>
+    /// False for a format qimg only recognises (<see cref="ProbeOnlyFormatDriver"/>): it probes with QEMU's score, so
+    /// its images are never read as raw, but <see cref="OpenAsync"/> and <see cref="CreateAsync"/> throw
+    /// <see cref="Diagnostics.FormatNotSupportedException"/>. Such formats are not listed as supported.
+    /// </summary>
+    public virtual bool IsImplemented => true;
+
     /// <summary>Whether open images accept <see cref="WriteFlags.Compressed"/> writes (QEMU's <c>block_driver_can_compress</c>).</summary>
     public virtual bool SupportsCompressedWrites => false;
 

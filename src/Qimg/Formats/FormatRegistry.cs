@@ -21,9 +21,32 @@ public sealed class FormatRegistry
         }
     }
 
-    /// <summary>Every built-in format and protocol.</summary>
+    /// <summary>
+    /// Every built-in format and protocol: each format QEMU 7.2 probes, including those qimg recognises but cannot
+    /// open yet (<see cref="FormatDriver.IsImplemented"/> false), so that probing never mistakes them for raw.
+    /// </summary>
+    /// <remarks>
+    /// Probing ties go to the format listed first, as in QEMU, whose list order this one keeps where a tie is possible
+    /// (measured with qemu-img 7.2): VDI's signature sits at offset 64, so a file can carry it and another magic at
+    /// offset 0; parallels and qed then win over vdi, and vdi wins over qcow2, qcow, vmdk, vpc, vhdx and luks. A
+    /// cloop image named "*.dmg" is dmg.
+    /// </remarks>
     public static FormatRegistry Default { get; } = new(
-        [Qcow2.Qcow2Driver.Instance, Raw.RawDriver.Instance],
+        [
+            Parallels.ParallelsDriver.Instance,
+            Qed.QedDriver.Instance,
+            Vdi.VdiDriver.Instance,
+            Qcow2.Qcow2Driver.Instance,
+            Qcow.QcowDriver.Instance,
+            Vmdk.VmdkDriver.Instance,
+            Vpc.VpcDriver.Instance,
+            Vhdx.VhdxDriver.Instance,
+            Luks.LuksDriver.Instance,
+            Bochs.BochsDriver.Instance,
+            Dmg.DmgDriver.Instance,
+            Cloop.CloopDriver.Instance,
+            Raw.RawDriver.Instance,
+        ],
         [Qimg.Protocols.File.FileProtocol.Instance]);
 
     public IReadOnlyList<FormatDriver> Formats => _formats;

@@ -298,10 +298,7 @@ public static class ImageConverter
         FormatDriver format = options.Registry.FindFormat(formatName)
             ?? throw new OperationException($"Unknown file format '{formatName}'");
         ProtocolDriver protocol = ImageCreator.FindProtocol(options.Registry, options.Target);
-        if (!format.SupportsCreate)
-        {
-            throw new OperationException($"Format driver '{format.Name}' does not support image creation");
-        }
+        ImageCreator.EnsureCanCreate(format);
 
         IReadOnlyList<OptionDescriptor> descriptors = OptionList.Merge(format.CreateOptions, protocol.CreateOptions);
         var values = new OptionValues();

@@ -21,10 +21,7 @@ public static class ImageCreator
         FormatDriver format = registry.FindFormat(options.Format)
             ?? throw new OperationException($"Unknown file format '{options.Format}'");
         ProtocolDriver protocol = FindProtocol(registry, options.FileName);
-        if (!format.SupportsCreate)
-        {
-            throw new OperationException($"Format driver '{format.Name}' does not support image creation");
-        }
+        EnsureCanCreate(format);
 
         IReadOnlyList<OptionDescriptor> descriptors = OptionList.Merge(format.CreateOptions, protocol.CreateOptions);
         var values = new OptionValues();
@@ -103,10 +100,7 @@ public static class ImageCreator
         registry ??= FormatRegistry.Default;
         FormatDriver format = registry.FindFormat(formatName)
             ?? throw new OperationException($"Unknown file format '{formatName}'");
-        if (!format.SupportsCreate)
-        {
-            throw new OperationException($"Format driver '{formatName}' does not support image creation");
-        }
+        EnsureCanCreate(format);
 
         if (fileName is null)
         {
@@ -116,6 +110,26 @@ public static class ImageCreator
 
         ProtocolDriver protocol = FindProtocol(registry, fileName);
         return "Supported options:\n" + OptionList.FormatHelp(OptionList.Merge(format.CreateOptions, protocol.CreateOptions));
+    }
+
+    /// <summary>
+    /// Refuses a format that cannot create images: in QEMU's words when QEMU cannot either, and as not supported yet
+    /// when only qimg cannot (a format it recognises but has no driver for), so nothing is written.
+    /// </summary>
+    /// <exception cref="OperationException">The format cannot create images; for a format qimg does not support yet,
+    /// its inner exception is the <see cref="FormatNotSupportedException"/>.</exception>
+    internal static void EnsureCanCreate(FormatDriver format)
+    {
+        if (format is ProbeOnlyFormatDriver { QemuSupportsCreate: true })
+        {
+            var notSupported = new FormatNotSupportedException(format.Name);
+            throw new OperationException(notSupported.Message, notSupported);
+        }
+
+        if (!format.SupportsCreate)
+        {
+            throw new OperationException($"Format driver '{format.Name}' does not support image creation");
+        }
     }
 
     /// <summary>The protocol for <paramref name="fileName"/> (QEMU's <c>bdrv_find_protocol</c> with prefixes allowed).</summary>
