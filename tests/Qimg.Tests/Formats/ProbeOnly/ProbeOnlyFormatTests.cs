@@ -50,41 +50,6 @@ public sealed class ProbeOnlyFormatTests : IClassFixture<ProbeOnlyImages>, IDisp
         Assert.Equal("raw", FormatRegistry.Default.Probe(ProbeOnlyImages.ProbeBuffer(path), path)?.Name);
     }
 
-    /// <summary>QEMU's own sample images (their first 512 bytes, which is all probing reads) and what qemu-img probes.</summary>
-    public static IEnumerable<object[]> QemuSamples()
-    {
-        string fixture = Path.Combine(AppContext.BaseDirectory, "Formats", "ProbeOnly", "Fixtures", "qemu-sample-headers.txt");
-        foreach (string line in File.ReadLines(fixture))
-        {
-            if (!line.StartsWith('#'))
-            {
-                string[] fields = line.Split('\t');
-                yield return [fields[0], fields[1], fields[2]];
-            }
-        }
-    }
-
-    [Theory]
-    [MemberData(nameof(QemuSamples))]
-    public async Task OpenAsync_QemuSampleImage_ProbesAsQemuAndIsNeverReadAsRawByMistake(string name, string format, string header)
-    {
-        string path = _directory.File(name);
-        byte[] bytes = Convert.FromBase64String(header);
-        await File.WriteAllBytesAsync(path, bytes);
-
-        Assert.Equal(format, FormatRegistry.Default.Probe(ProbeOnlyImages.ProbeBuffer(path), path)?.Name);
-        if (format == "raw")
-        {
-            await using FormatNode raw = await DiskImage.OpenAsync(path);
-            Assert.Equal("raw", raw.DriverName);
-        }
-        else
-        {
-            FormatNotSupportedException e = await Assert.ThrowsAsync<FormatNotSupportedException>(() => DiskImage.OpenAsync(path).AsTask());
-            Assert.Equal(format, e.FormatName);
-        }
-    }
-
     // ---------------------------------------------------------------- ties and file names, against qemu-img
 
     /// <summary>
