@@ -58,8 +58,12 @@ public sealed class FileNode : BlockNode
 
     public override bool IsProtocol => true;
 
-    /// <summary>Regular files grow when written past their end; devices do not.</summary>
-    public override bool CanGrow => !_isDevice;
+    /// <summary>
+    /// Writes past the end go to the kernel, as QEMU's file-posix sends them: regular files grow; a device takes them
+    /// or fails with the kernel's errno (ENOSPC on /dev/full or past the end of a block device). Refusing them here
+    /// instead would turn a qcow2 created on a character device into an argument error rather than QEMU's messages.
+    /// </summary>
+    public override bool CanGrow => true;
 
     /// <summary>The exact size of the file in bytes.</summary>
     public long FileLength => Volatile.Read(ref _length);
