@@ -86,7 +86,7 @@ internal static class Qcow2Creator
 
             image = await Qcow2Image.OpenAsync(
                 file,
-                new Qcow2OpenParameters(false, request.Warning, null, dataFile, FlushFile: false),
+                new Qcow2OpenParameters(false, request.Warning, null, dataFile),
                 cancellationToken).ConfigureAwait(false);
             dataFile = null;
             await image.InitializeNewAsync(options, cancellationToken).ConfigureAwait(false);

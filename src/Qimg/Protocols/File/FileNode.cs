@@ -29,6 +29,8 @@ public sealed class FileNode : BlockNode
     private readonly bool _isDevice;
     private readonly bool _isBlockDevice;
     private long _length;
+    private long _writeGeneration;
+    private long _flushedGeneration;
     private int _pageCacheInconsistent;
     private volatile bool _hasWriteZeroes;
     private volatile bool _hasDiscard = true;
@@ -142,6 +144,18 @@ public sealed class FileNode : BlockNode
 
     protected override ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> data, WriteFlags flags, CancellationToken cancellationToken)
     {
+        try
+        {
+            return WriteUntracked(offset, data, flags);
+        }
+        finally
+        {
+            NoteModified();
+        }
+    }
+
+    private ValueTask WriteUntracked(long offset, ReadOnlyMemory<byte> data, WriteFlags flags)
+    {
         ReadOnlySpan<byte> span = data.Span;
         int done = 0;
         while (done < span.Length)
@@ -171,11 +185,30 @@ public sealed class FileNode : BlockNode
         return default;
     }
 
+    /// <summary>
+    /// fdatasync, skipped when nothing was written, zeroed, discarded or resized since the last successful flush
+    /// (QEMU's <c>flushed_gen == write_gen</c> check), so that the flushes a command issues are the ones QEMU issues.
+    /// </summary>
     protected override ValueTask FlushCoreAsync(CancellationToken cancellationToken)
     {
+        long current = Volatile.Read(ref _writeGeneration);
+        if (current == Volatile.Read(ref _flushedGeneration) && Volatile.Read(ref _pageCacheInconsistent) == 0)
+        {
+            return default;
+        }
+
         FlushToDisk();
+        long flushed;
+        while (current > (flushed = Volatile.Read(ref _flushedGeneration))
+            && Interlocked.CompareExchange(ref _flushedGeneration, current, flushed) != flushed)
+        {
+        }
+
         return default;
     }
+
+    /// <summary>How many modifying requests have completed (QEMU's <c>write_gen</c>); a flush covers those it saw.</summary>
+    private void NoteModified() => Interlocked.Increment(ref _writeGeneration);
 
     /// <summary>
     /// fdatasync, unless the cache mode is "unsafe". After a failed fdatasync on a buffered file, the page cache may
@@ -215,6 +248,18 @@ public sealed class FileNode : BlockNode
     /// Returns false when none works, so that the base class writes zero buffers (or fails with NoFallback).
     /// </summary>
     protected override ValueTask<bool> TryWriteZeroesCoreAsync(long offset, long length, ZeroFlags flags, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return TryWriteZeroesUntracked(offset, length, flags);
+        }
+        finally
+        {
+            NoteModified();
+        }
+    }
+
+    private ValueTask<bool> TryWriteZeroesUntracked(long offset, long length, ZeroFlags flags)
     {
         bool done = _isBlockDevice
             ? TryWriteZeroesDevice(offset, length, flags)
@@ -366,7 +411,19 @@ public sealed class FileNode : BlockNode
     /// Punches a hole (files) or issues BLKDISCARD (block devices). As in QEMU, a file system or device that cannot
     /// discard silently keeps the data; other failures are reported.
     /// </summary>
-    protected override unsafe ValueTask DiscardCoreAsync(long offset, long length, CancellationToken cancellationToken)
+    protected override ValueTask DiscardCoreAsync(long offset, long length, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return DiscardUntracked(offset, length);
+        }
+        finally
+        {
+            NoteModified();
+        }
+    }
+
+    private unsafe ValueTask DiscardUntracked(long offset, long length)
     {
         if (!_hasDiscard)
         {
@@ -412,6 +469,18 @@ public sealed class FileNode : BlockNode
     /// </summary>
     /// <exception cref="IOException">The resize failed (QEMU's message; HResult is the errno when there is one).</exception>
     protected override ValueTask TruncateCoreAsync(long length, PreallocationMode preallocation, bool exact, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return TruncateUntracked(length, preallocation, exact);
+        }
+        finally
+        {
+            NoteModified();
+        }
+    }
+
+    private ValueTask TruncateUntracked(long length, PreallocationMode preallocation, bool exact)
     {
         if (!_isDevice)
         {
@@ -586,7 +655,11 @@ public sealed class FileNode : BlockNode
     }
 
     /// <summary>Tells the node that bytes up to <paramref name="end"/> were written behind its back (copy offloading).</summary>
-    internal void NoteWrittenUpTo(long end) => UpdateLength(end);
+    internal void NoteWrittenUpTo(long end)
+    {
+        UpdateLength(end);
+        NoteModified();
+    }
 
     protected override ValueTask DisposeCoreAsync()
     {
