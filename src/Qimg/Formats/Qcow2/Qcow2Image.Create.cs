@@ -50,9 +50,10 @@ public sealed partial class Qcow2Image
         {
             await TruncateAsync(options.Size, options.Preallocation, false, cancellationToken).ConfigureAwait(false);
         }
-        catch (IOException e) when (!Qcow2ThrowHelper.IsCorruption(e))
+        catch (IOException e) when (!Qcow2ThrowHelper.IsCorruption(e) && e.HResult != EFBIG)
         {
             // QEMU's error_prepend: a data file on a device says "Could not resize image: Cannot grow device files".
+            // EFBIG stays as it is: callers word it themselves ("The image size is too large for file format …").
             throw CreateStepFailed("Could not resize image: ", e);
         }
         if (options.BackingFile is not null)
@@ -67,6 +68,8 @@ public sealed partial class Qcow2Image
             }
         }
     }
+
+    private const int EFBIG = 27;
 
     /// <summary>A failed creation step, worded as QEMU's qcow2_co_create words it: the step, then the cause.</summary>
     internal static Protocols.File.FileIOException CreateStepFailed(string step, IOException cause) =>

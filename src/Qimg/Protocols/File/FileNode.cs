@@ -146,15 +146,23 @@ public sealed class FileNode : BlockNode
     {
         try
         {
-            return WriteUntracked(offset, data, flags);
+            WriteUntracked(offset, data);
         }
         finally
         {
             NoteModified();
         }
+
+        // FUA (or write-through) after the write is counted, so that a later flush with nothing new to flush is skipped.
+        if ((flags & WriteFlags.Fua) != 0 || _options.Cache.WriteThrough)
+        {
+            return FlushCoreAsync(cancellationToken);
+        }
+
+        return default;
     }
 
-    private ValueTask WriteUntracked(long offset, ReadOnlyMemory<byte> data, WriteFlags flags)
+    private void WriteUntracked(long offset, ReadOnlyMemory<byte> data)
     {
         ReadOnlySpan<byte> span = data.Span;
         int done = 0;
@@ -177,12 +185,6 @@ public sealed class FileNode : BlockNode
         }
 
         UpdateLength(offset + span.Length);
-        if ((flags & WriteFlags.Fua) != 0 || _options.Cache.WriteThrough)
-        {
-            FlushToDisk();
-        }
-
-        return default;
     }
 
     /// <summary>
