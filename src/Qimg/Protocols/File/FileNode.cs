@@ -472,6 +472,12 @@ public sealed class FileNode : BlockNode
     /// <exception cref="IOException">The resize failed (QEMU's message; HResult is the errno when there is one).</exception>
     protected override ValueTask TruncateCoreAsync(long length, PreallocationMode preallocation, bool exact, CancellationToken cancellationToken)
     {
+        if (_isDevice)
+        {
+            // A device's size never changes: there is nothing for a later flush to make durable.
+            return TruncateUntracked(length, preallocation, exact);
+        }
+
         try
         {
             return TruncateUntracked(length, preallocation, exact);
