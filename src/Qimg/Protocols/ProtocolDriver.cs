@@ -54,4 +54,14 @@ public abstract class ProtocolDriver
     /// </summary>
     public virtual ValueTask CreateAsync(string fileName, long size, OptionValues options, Action<string>? warning, CancellationToken cancellationToken = default) =>
         throw new NotSupportedException($"Protocol driver '{Name}' does not support image creation");
+
+    /// <summary>
+    /// Creates like <see cref="CreateAsync(string, long, OptionValues, Action{string}?, CancellationToken)"/> and returns
+    /// what a failed format creation may remove again, or null when there is nothing this protocol can safely remove.
+    /// </summary>
+    internal virtual async ValueTask<CreatedFile?> CreateTrackedAsync(string fileName, long size, OptionValues options, Action<string>? warning, CancellationToken cancellationToken)
+    {
+        await CreateAsync(fileName, size, options, warning, cancellationToken).ConfigureAwait(false);
+        return null;
+    }
 }

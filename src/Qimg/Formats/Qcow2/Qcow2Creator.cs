@@ -63,14 +63,30 @@ internal static class Qcow2Creator
 
             byte[] first = new byte[clusterSize];
             WriteMinimalHeader(header, first);
-            await file.WriteAsync(0, first, WriteFlags.None, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await file.WriteAsync(0, first, WriteFlags.None, cancellationToken).ConfigureAwait(false);
+            }
+            catch (IOException e)
+            {
+                // /dev/full as the target: "Could not write qcow2 header: No space left on device", as QEMU says.
+                throw Qcow2Image.CreateStepFailed("Could not write qcow2 header: ", e);
+            }
+
             byte[] table = new byte[2 * clusterSize];
             BinaryPrimitives.WriteUInt64BigEndian(table, 2UL * (ulong)clusterSize);
-            await file.WriteAsync(clusterSize, table, WriteFlags.None, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await file.WriteAsync(clusterSize, table, WriteFlags.None, cancellationToken).ConfigureAwait(false);
+            }
+            catch (IOException e)
+            {
+                throw Qcow2Image.CreateStepFailed("Could not write refcount table: ", e);
+            }
 
             image = await Qcow2Image.OpenAsync(
                 file,
-                new Qcow2OpenParameters(false, request.Warning, null, dataFile, FlushFile: false),
+                new Qcow2OpenParameters(false, request.Warning, null, dataFile),
                 cancellationToken).ConfigureAwait(false);
             dataFile = null;
             await image.InitializeNewAsync(options, cancellationToken).ConfigureAwait(false);

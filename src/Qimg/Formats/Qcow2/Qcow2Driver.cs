@@ -69,17 +69,20 @@ public sealed class Qcow2Driver : FormatDriver
             }
         }
 
-        await request.Protocol.CreateAsync(request.FileName, 0, protocolOptions, request.Warning, cancellationToken).ConfigureAwait(false);
+        // What the protocol created, and only that, is removed again when a later step fails (QEMU removes whatever
+        // regular file the name points at by then; a device node is never removed, by either).
+        CreatedFile? created = await request.Protocol.CreateTrackedAsync(request.FileName, 0, protocolOptions, request.Warning, cancellationToken).ConfigureAwait(false);
         string? dataFileName = request.Options.GetString("data_file");
-        ProtocolDriver? dataProtocol = null;
+        CreatedFile? createdData = null;
         bool success = false;
         try
         {
+            ProtocolDriver? dataProtocol = null;
             if (dataFileName is not null)
             {
                 request.Policy.Authorize(new ImplicitOpenRequest(ImplicitOpenKind.DataFile, request.FileName, dataFileName, null));
                 dataProtocol = request.Registry.GetProtocol(dataFileName);
-                await dataProtocol.CreateAsync(dataFileName, 0, protocolOptions, request.Warning, cancellationToken).ConfigureAwait(false);
+                createdData = await dataProtocol.CreateTrackedAsync(dataFileName, 0, protocolOptions, request.Warning, cancellationToken).ConfigureAwait(false);
             }
 
             Qcow2CreateOptions options = Qcow2CreateOptions.Bind(request.Options, request.Size);
@@ -90,28 +93,12 @@ public sealed class Qcow2Driver : FormatDriver
         {
             if (!success)
             {
-                DeleteQuietly(request.Protocol, request.FileName);
-                if (dataProtocol is not null)
-                {
-                    DeleteQuietly(dataProtocol, dataFileName!);
-                }
+                created?.DeleteQuietly();
+                createdData?.DeleteQuietly();
             }
-        }
-    }
 
-    private static void DeleteQuietly(ProtocolDriver protocol, string fileName)
-    {
-        if (protocol is not Protocols.File.FileProtocol)
-        {
-            return;
-        }
-
-        try
-        {
-            System.IO.File.Delete(Protocols.File.FileProtocol.PathOf(fileName));
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
+            created?.Dispose();
+            createdData?.Dispose();
         }
     }
 }

@@ -12,7 +12,16 @@ public sealed partial class Qcow2Image
         await _lock.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            long first = await _refcounts.AllocateClustersAsync(3L * _header.ClusterSize, cancellationToken).ConfigureAwait(false);
+            long first;
+            try
+            {
+                first = await _refcounts.AllocateClustersAsync(3L * _header.ClusterSize, cancellationToken).ConfigureAwait(false);
+            }
+            catch (IOException e) when (!Qcow2ThrowHelper.IsCorruption(e))
+            {
+                throw CreateStepFailed("Could not allocate clusters for qcow2 header and refcount table: ", e);
+            }
+
             if (first != 0)
             {
                 throw new InvalidOperationException("Huh, first cluster in empty image is already in use?");
@@ -23,14 +32,30 @@ public sealed partial class Qcow2Image
                 _header.DataFile = options.DataFile;
             }
 
-            await WriteHeaderAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await WriteHeaderAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (IOException e) when (!Qcow2ThrowHelper.IsCorruption(e))
+            {
+                throw CreateStepFailed("Could not update qcow2 header: ", e);
+            }
         }
         finally
         {
             _lock.Release();
         }
 
-        await TruncateAsync(options.Size, options.Preallocation, false, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await TruncateAsync(options.Size, options.Preallocation, false, cancellationToken).ConfigureAwait(false);
+        }
+        catch (IOException e) when (!Qcow2ThrowHelper.IsCorruption(e) && e.HResult != EFBIG)
+        {
+            // QEMU's error_prepend: a data file on a device says "Could not resize image: Cannot grow device files".
+            // EFBIG stays as it is: callers word it themselves ("The image size is too large for file format …").
+            throw CreateStepFailed("Could not resize image: ", e);
+        }
         if (options.BackingFile is not null)
         {
             try
@@ -43,6 +68,12 @@ public sealed partial class Qcow2Image
             }
         }
     }
+
+    private const int EFBIG = 27;
+
+    /// <summary>A failed creation step, worded as QEMU's qcow2_co_create words it: the step, then the cause.</summary>
+    internal static Protocols.File.FileIOException CreateStepFailed(string step, IOException cause) =>
+        new(step + Diagnostics.ErrorText.Describe(cause), cause.HResult);
 
     /// <summary>
     /// Records a new backing file name and format in the header (QEMU's qcow2_change_backing_file), or removes them

@@ -410,7 +410,9 @@ public sealed partial class Qcow2Image : FormatNode
 
     /// <summary>
     /// QEMU's qcow2_detect_metadata_preallocation, computed once: true when at least ~10 % more clusters have a
-    /// refcount than the file has allocated blocks for (the image was created with preallocation=metadata).
+    /// refcount than the file has allocated blocks for (the image was created with preallocation=metadata). A
+    /// refcount that cannot be read ends the probe with "not preallocated", as QEMU ignores the probe's error: the
+    /// corruption is reported (QEMU's message) but block status, and so map, convert and compare, go on.
     /// </summary>
     private async ValueTask<bool> IsMetadataPreallocatedAsync(CancellationToken cancellationToken)
     {
@@ -449,10 +451,15 @@ public sealed partial class Qcow2Image : FormatNode
 
             return _preallocationState == 2;
         }
-        catch (InvalidDataException e) when (Qcow2ThrowHelper.IsCorruption(e))
+        catch (Exception e) when (e is InvalidDataException or IOException)
         {
-            await SignalCorruptionAsync(e).ConfigureAwait(false);
-            throw;
+            if (e is InvalidDataException corruption && Qcow2ThrowHelper.IsCorruption(corruption))
+            {
+                await SignalCorruptionAsync(corruption).ConfigureAwait(false);
+            }
+
+            Volatile.Write(ref _preallocationState, 1);
+            return false;
         }
         finally
         {

@@ -78,7 +78,14 @@ internal sealed class Qcow2MetadataCache
 
     private async ValueTask<Qcow2CachedTable> GetCoreAsync(long offset, bool read, CancellationToken cancellationToken)
     {
-        if (offset <= 0 || offset % _tableSize != 0)
+        if (offset < 0)
+        {
+            // A table offset with bit 63 set (a reserved bit) is cluster-aligned as QEMU sees it (an unsigned value);
+            // its read fails as out of range, with EIO and no corruption event.
+            throw Qcow2ThrowHelper.Errno(Qcow2ThrowHelper.EIO);
+        }
+
+        if (offset == 0 || offset % _tableSize != 0)
         {
             throw Qcow2ThrowHelper.CorruptionException($"Cannot get entry from {Name} cache: Offset {Qcow2ThrowHelper.Hex(offset)} is unaligned", fatal: true);
         }

@@ -29,6 +29,8 @@ public sealed class FileNode : BlockNode
     private readonly bool _isDevice;
     private readonly bool _isBlockDevice;
     private long _length;
+    private long _writeGeneration;
+    private long _flushedGeneration;
     private int _pageCacheInconsistent;
     private volatile bool _hasWriteZeroes;
     private volatile bool _hasDiscard = true;
@@ -58,8 +60,12 @@ public sealed class FileNode : BlockNode
 
     public override bool IsProtocol => true;
 
-    /// <summary>Regular files grow when written past their end; devices do not.</summary>
-    public override bool CanGrow => !_isDevice;
+    /// <summary>
+    /// Writes past the end go to the kernel, as QEMU's file-posix sends them: regular files grow; a device takes them
+    /// or fails with the kernel's errno (ENOSPC on /dev/full or past the end of a block device). Refusing them here
+    /// instead would turn a qcow2 created on a character device into an argument error rather than QEMU's messages.
+    /// </summary>
+    public override bool CanGrow => true;
 
     /// <summary>The exact size of the file in bytes.</summary>
     public long FileLength => Volatile.Read(ref _length);
@@ -138,6 +144,26 @@ public sealed class FileNode : BlockNode
 
     protected override ValueTask WriteCoreAsync(long offset, ReadOnlyMemory<byte> data, WriteFlags flags, CancellationToken cancellationToken)
     {
+        try
+        {
+            WriteUntracked(offset, data);
+        }
+        finally
+        {
+            NoteModified();
+        }
+
+        // FUA (or write-through) after the write is counted, so that a later flush with nothing new to flush is skipped.
+        if ((flags & WriteFlags.Fua) != 0 || _options.Cache.WriteThrough)
+        {
+            return FlushCoreAsync(cancellationToken);
+        }
+
+        return default;
+    }
+
+    private void WriteUntracked(long offset, ReadOnlyMemory<byte> data)
+    {
         ReadOnlySpan<byte> span = data.Span;
         int done = 0;
         while (done < span.Length)
@@ -159,19 +185,32 @@ public sealed class FileNode : BlockNode
         }
 
         UpdateLength(offset + span.Length);
-        if ((flags & WriteFlags.Fua) != 0 || _options.Cache.WriteThrough)
+    }
+
+    /// <summary>
+    /// fdatasync, skipped when nothing was written, zeroed, discarded or resized since the last successful flush
+    /// (QEMU's <c>flushed_gen == write_gen</c> check), so that the flushes a command issues are the ones QEMU issues.
+    /// </summary>
+    protected override ValueTask FlushCoreAsync(CancellationToken cancellationToken)
+    {
+        long current = Volatile.Read(ref _writeGeneration);
+        if (current == Volatile.Read(ref _flushedGeneration) && Volatile.Read(ref _pageCacheInconsistent) == 0)
         {
-            FlushToDisk();
+            return default;
+        }
+
+        FlushToDisk();
+        long flushed;
+        while (current > (flushed = Volatile.Read(ref _flushedGeneration))
+            && Interlocked.CompareExchange(ref _flushedGeneration, current, flushed) != flushed)
+        {
         }
 
         return default;
     }
 
-    protected override ValueTask FlushCoreAsync(CancellationToken cancellationToken)
-    {
-        FlushToDisk();
-        return default;
-    }
+    /// <summary>How many modifying requests have completed (QEMU's <c>write_gen</c>); a flush covers those it saw.</summary>
+    private void NoteModified() => Interlocked.Increment(ref _writeGeneration);
 
     /// <summary>
     /// fdatasync, unless the cache mode is "unsafe". After a failed fdatasync on a buffered file, the page cache may
@@ -211,6 +250,18 @@ public sealed class FileNode : BlockNode
     /// Returns false when none works, so that the base class writes zero buffers (or fails with NoFallback).
     /// </summary>
     protected override ValueTask<bool> TryWriteZeroesCoreAsync(long offset, long length, ZeroFlags flags, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return TryWriteZeroesUntracked(offset, length, flags);
+        }
+        finally
+        {
+            NoteModified();
+        }
+    }
+
+    private ValueTask<bool> TryWriteZeroesUntracked(long offset, long length, ZeroFlags flags)
     {
         bool done = _isBlockDevice
             ? TryWriteZeroesDevice(offset, length, flags)
@@ -362,7 +413,19 @@ public sealed class FileNode : BlockNode
     /// Punches a hole (files) or issues BLKDISCARD (block devices). As in QEMU, a file system or device that cannot
     /// discard silently keeps the data; other failures are reported.
     /// </summary>
-    protected override unsafe ValueTask DiscardCoreAsync(long offset, long length, CancellationToken cancellationToken)
+    protected override ValueTask DiscardCoreAsync(long offset, long length, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return DiscardUntracked(offset, length);
+        }
+        finally
+        {
+            NoteModified();
+        }
+    }
+
+    private unsafe ValueTask DiscardUntracked(long offset, long length)
     {
         if (!_hasDiscard)
         {
@@ -408,6 +471,24 @@ public sealed class FileNode : BlockNode
     /// </summary>
     /// <exception cref="IOException">The resize failed (QEMU's message; HResult is the errno when there is one).</exception>
     protected override ValueTask TruncateCoreAsync(long length, PreallocationMode preallocation, bool exact, CancellationToken cancellationToken)
+    {
+        if (_isDevice)
+        {
+            // A device's size never changes: there is nothing for a later flush to make durable.
+            return TruncateUntracked(length, preallocation, exact);
+        }
+
+        try
+        {
+            return TruncateUntracked(length, preallocation, exact);
+        }
+        finally
+        {
+            NoteModified();
+        }
+    }
+
+    private ValueTask TruncateUntracked(long length, PreallocationMode preallocation, bool exact)
     {
         if (!_isDevice)
         {
@@ -582,7 +663,11 @@ public sealed class FileNode : BlockNode
     }
 
     /// <summary>Tells the node that bytes up to <paramref name="end"/> were written behind its back (copy offloading).</summary>
-    internal void NoteWrittenUpTo(long end) => UpdateLength(end);
+    internal void NoteWrittenUpTo(long end)
+    {
+        UpdateLength(end);
+        NoteModified();
+    }
 
     protected override ValueTask DisposeCoreAsync()
     {

@@ -144,7 +144,18 @@ public sealed class FileProtocol : ProtocolDriver
     /// <exception cref="OptionException">An option value is invalid (QEMU's wording).</exception>
     /// <exception cref="ImageLockException">Another process uses the file.</exception>
     /// <exception cref="IOException">Creation failed (QEMU's wording).</exception>
-    public override async ValueTask CreateAsync(string fileName, long size, OptionValues options, Action<string>? warning, CancellationToken cancellationToken = default)
+    public override async ValueTask CreateAsync(string fileName, long size, OptionValues options, Action<string>? warning, CancellationToken cancellationToken = default) =>
+        await CreateCoreAsync(fileName, size, options, warning, track: false, cancellationToken).ConfigureAwait(false);
+
+    /// <summary>
+    /// Creates as <see cref="CreateAsync(string, long, OptionValues, Action{string}?, CancellationToken)"/> does and
+    /// returns the regular file created (or emptied), so that a failed format creation removes that file and nothing
+    /// else; null for a device (never removed) or a name that is a symlink.
+    /// </summary>
+    internal override ValueTask<CreatedFile?> CreateTrackedAsync(string fileName, long size, OptionValues options, Action<string>? warning, CancellationToken cancellationToken) =>
+        CreateCoreAsync(fileName, size, options, warning, track: true, cancellationToken);
+
+    private async ValueTask<CreatedFile?> CreateCoreAsync(string fileName, long size, OptionValues options, Action<string>? warning, bool track, CancellationToken cancellationToken)
     {
         string path = PathOf(fileName);
         size = (size + 511) & ~511L;
@@ -160,7 +171,7 @@ public sealed class FileProtocol : ProtocolDriver
         if (IsHostDevice(fileName, path))
         {
             await CreateOnDeviceAsync(path, size, preallocation, cancellationToken).ConfigureAwait(false);
-            return;
+            return null;
         }
 
         if (extentSizeHint > uint.MaxValue)
@@ -168,6 +179,10 @@ public sealed class FileProtocol : ProtocolDriver
             throw new OptionException("Extent size hint is too large");
         }
 
+        // The directory is held from before the create, so that the cleanup names the entry this run made even when
+        // the directories above it are renamed meanwhile.
+        int directoryFd = track ? Libc.OpenParentDirectory(path) : -1;
+        using var directory = new SafeFileHandle(directoryFd, ownsHandle: true);
         using SafeFileHandle handle = OpenDescriptor(path, Libc.O_RDWR | Libc.O_CLOEXEC | Libc.O_CREAT, 0x1a4, "create");
 
         // Write and resize, and nobody else may resize: the file must have the asked size when creation returns.
@@ -192,6 +207,15 @@ public sealed class FileProtocol : ProtocolDriver
         {
             FileLocks.UnlockAll(handle);
         }
+
+        if (directory.IsInvalid)
+        {
+            return null;
+        }
+
+        // Track takes the directory descriptor over (a second SafeFileHandle on it; this one must not close it).
+        directory.SetHandleAsInvalid();
+        return CreatedRegularFile.Track(new SafeFileHandle(directoryFd, ownsHandle: true), path, handle);
     }
 
     /// <summary>
