@@ -4,9 +4,6 @@ namespace Qimg.Interop;
 
 internal static partial class Libc
 {
-    private const int O_PATH = 0x200000;
-    private const int O_DIRECTORY_X64 = 0x10000;
-    private const int O_DIRECTORY_ARM64 = 0x4000;
     private const int AT_SYMLINK_NOFOLLOW = 0x100;
     private const uint STATX_TYPE_INO = 0x1 | 0x100;
 
@@ -39,7 +36,7 @@ internal static partial class Libc
         }
 
         const int AT_FDCWD = -100;
-        int flags = O_PATH | O_CLOEXEC | (IsArm64 ? O_DIRECTORY_ARM64 : O_DIRECTORY_X64);
+        int flags = O_PATH | O_CLOEXEC | O_DIRECTORY;
         int fd;
         do
         {
