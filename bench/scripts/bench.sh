@@ -17,12 +17,14 @@
 #   f  compare the qcow2 of (a) with the raw of (b)
 #   g  check of a fragmented qcow2 (4 KiB clusters, ~200k scattered clusters)
 #   i  info startup (same image, 50 runs)
+#   m  map --output=json of a fragmented 16 GiB qcow2 (4 KiB clusters, 200k scattered 4 KiB writes, ~390k extents):
+#      the first half and all of it (twice the extents should cost twice the time), and info --output=json of it
 # qimg is the Native AOT build (published into the work directory unless --qimg is given).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 reps=3
-only="a,b,c,d,e,f,g,i"
+only="a,b,c,d,e,f,g,i,m"
 qimg=""
 work="$root/bench/work"
 drop_caches=0
@@ -153,4 +155,28 @@ if want i; then
   row "(i) info, 50 runs (startup)" "" \
     "for i in \$(seq 50); do qemu-img info $work/info.qcow2; done" \
     "for i in \$(seq 50); do $qimg info $work/info.qcow2; done"
+fi
+if want m; then
+  if [ ! -f "$work/map16g.qcow2" ]; then
+    echo "generating $work/map16g.qcow2 (200k scattered writes)..." >&2
+    qemu-img create -q -f qcow2 -o cluster_size=4k "$work/map16g.qcow2" 16G
+    python3 - "$work/map16g.cmds" <<'PY'
+import random, sys
+rng = random.Random(8)
+clusters = rng.sample(range((16 << 30) // 4096), 200000)
+with open(sys.argv[1], "w") as f:
+    for c in clusters:
+        f.write(f"write -q {c * 4096} 4k\n")
+PY
+    qemu-io -t unsafe -f qcow2 "$work/map16g.qcow2" < "$work/map16g.cmds" >/dev/null
+  fi
+  row "(m) map json, fragmented 16G, first 8G" "" \
+    "qemu-img map --output=json --max-length=8G $work/map16g.qcow2" \
+    "$qimg map --output=json --max-length=8G $work/map16g.qcow2"
+  row "(m) map json, fragmented 16G, all" "" \
+    "qemu-img map --output=json $work/map16g.qcow2" \
+    "$qimg map --output=json $work/map16g.qcow2"
+  row "(m) info json, fragmented 16G, 20 runs" "" \
+    "for i in \$(seq 20); do qemu-img info --output=json $work/map16g.qcow2; done" \
+    "for i in \$(seq 20); do $qimg info --output=json $work/map16g.qcow2; done"
 fi

@@ -6,9 +6,6 @@ namespace Qimg.Cli;
 /// </summary>
 internal static class CliApplication
 {
-    /// <summary>The name qimg uses in its messages (qemu-img uses its own argv[0] the same way).</summary>
-    public const string ProgramName = "qimg";
-
     /// <summary>qimg's own version.</summary>
     public const string Version = "0.1.0";
 
@@ -22,12 +19,22 @@ internal static class CliApplication
         new("trace", ArgumentKind.Required, 'T'),
     ];
 
+    /// <summary>
+    /// The qemu-img release whose version number qimg reports under the name qemu-img, for scripts that parse
+    /// qemu-img's version line (Debian's 7.2 packages are 7.2.x).
+    /// </summary>
+    public const string CompatibleQemuFullVersion = "7.2.22";
+
     /// <summary>Runs qimg with <paramref name="args"/> (without the program name) and returns the exit status.</summary>
-    public static int Run(string[] args, TextWriter stdout, TextWriter stderr)
+    /// <param name="args">The arguments after the program name.</param>
+    /// <param name="stdout">Standard output.</param>
+    /// <param name="stderr">Standard error.</param>
+    /// <param name="programName">The name messages start with: the basename of the invoked program (see <see cref="ProgramIdentity"/>).</param>
+    public static int Run(string[] args, TextWriter stdout, TextWriter stderr, string programName = ProgramIdentity.DefaultName)
     {
         try
         {
-            return RunAsync(args, stdout, stderr).AsTask().GetAwaiter().GetResult();
+            return RunAsync(args, stdout, stderr, programName).AsTask().GetAwaiter().GetResult();
         }
         catch (CliExitException exit)
         {
@@ -40,11 +47,11 @@ internal static class CliApplication
             try
             {
                 stdout.Flush();
-                message = ErrorReporter.Format(e);
+                message = ErrorReporter.Format(e, programName);
             }
             catch (Exception inner)
             {
-                message = $"{ProgramName}: {e.GetType().Name}: {inner.GetType().Name}\n";
+                message = $"{programName}: {e.GetType().Name}: {inner.GetType().Name}\n";
             }
 
             stderr.Write(message);
@@ -57,14 +64,14 @@ internal static class CliApplication
         }
     }
 
-    private static async ValueTask<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr)
+    private static async ValueTask<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr, string programName)
     {
         if (args.Length < 1)
         {
-            throw ErrorExit(stderr, "Not enough arguments");
+            throw ErrorExit(stderr, programName, "Not enough arguments");
         }
 
-        string[] argv = [ProgramName, .. args];
+        string[] argv = [programName, .. args];
         var getopt = new Getopt(argv, "+:hVT:", s_globalOptions, stderr);
         int c;
         while ((c = getopt.Next()) != -1)
@@ -72,17 +79,17 @@ internal static class CliApplication
             switch (c)
             {
                 case ':':
-                    throw ErrorExit(stderr, $"missing argument for option '{getopt.PreviousArgument}'");
+                    throw ErrorExit(stderr, programName, $"missing argument for option '{getopt.PreviousArgument}'");
                 case '?':
-                    throw ErrorExit(stderr, $"unrecognized option '{getopt.PreviousArgument}'");
+                    throw ErrorExit(stderr, programName, $"unrecognized option '{getopt.PreviousArgument}'");
                 case 'h':
-                    CommandTable.WriteHelp(stdout);
+                    CommandTable.WriteHelp(stdout, programName);
                     return 0;
                 case 'V':
-                    stdout.Write(CommandTable.VersionText);
+                    stdout.Write(CommandTable.VersionText(programName));
                     return 0;
                 case 'T':
-                    TraceOptions.Process(getopt.OptArg ?? string.Empty, stdout, stderr);
+                    TraceOptions.Process(getopt.OptArg ?? string.Empty, stdout, stderr, programName);
                     break;
             }
         }
@@ -98,18 +105,18 @@ internal static class CliApplication
         CommandDefinition? command = CommandTable.Find(commandName);
         if (command is null)
         {
-            throw ErrorExit(stderr, $"Command not found: {commandName}");
+            throw ErrorExit(stderr, programName, $"Command not found: {commandName}");
         }
 
-        var context = new CommandContext(command, commandArgs, stdout, stderr);
+        var context = new CommandContext(command, commandArgs, stdout, stderr, programName);
         return await command.Handler(context).ConfigureAwait(false);
     }
 
     /// <summary>qemu-img's <c>error_exit</c>: message, "Try --help" hint, exit status 1.</summary>
-    public static CliExitException ErrorExit(TextWriter stderr, string message)
+    public static CliExitException ErrorExit(TextWriter stderr, string programName, string message)
     {
-        stderr.Write($"{ProgramName}: {message}\n");
-        stderr.Write($"Try '{ProgramName} --help' for more information\n");
+        stderr.Write($"{programName}: {message}\n");
+        stderr.Write($"Try '{programName} --help' for more information\n");
         return new CliExitException(1);
     }
 }

@@ -13,13 +13,17 @@ internal sealed class CommandContext
 {
     private Getopt? _getopt;
 
-    public CommandContext(CommandDefinition command, string[] args, TextWriter stdout, TextWriter stderr)
+    public CommandContext(CommandDefinition command, string[] args, TextWriter stdout, TextWriter stderr, string programName)
     {
+        ProgramName = programName;
         Command = command;
         Args = args;
         Out = stdout;
         Error = stderr;
     }
+
+    /// <summary>The name messages start with ("qimg", or "qemu-img" when installed under that name).</summary>
+    public string ProgramName { get; }
 
     /// <summary>The command being run.</summary>
     public CommandDefinition Command { get; }
@@ -74,7 +78,7 @@ internal sealed class CommandContext
     public void ReportError(string message)
     {
         Out.Flush();
-        Error.Write($"{CliApplication.ProgramName}: {message}\n");
+        Error.Write($"{ProgramName}: {ProgramIdentity.Rename(message, ProgramName)}\n");
     }
 
     /// <summary>
@@ -96,14 +100,14 @@ internal sealed class CommandContext
     public void ReportVerbatim(string message)
     {
         Out.Flush();
-        Error.Write(message + "\n");
+        Error.Write(ProgramIdentity.Rename(message, ProgramName) + "\n");
     }
 
     /// <summary>qemu-img's <c>error_exit</c>: the message, the "Try --help" line, exit status 1. Throw the result.</summary>
     public CliExitException ErrorExit(string message)
     {
         Out.Flush();
-        return CliApplication.ErrorExit(Error, message);
+        return CliApplication.ErrorExit(Error, ProgramName, message);
     }
 
     /// <summary>
@@ -138,7 +142,7 @@ internal sealed class CommandContext
     /// <summary>Prints the help text on stdout; throw the result to exit 0.</summary>
     public CliExitException Help()
     {
-        CommandTable.WriteHelp(Out);
+        CommandTable.WriteHelp(Out, ProgramName);
         return new CliExitException(0);
     }
 
@@ -153,7 +157,7 @@ internal sealed class CommandContext
     public int Fail(Exception exception, string? prefix = null)
     {
         Out.Flush();
-        Error.Write(ErrorReporter.Format(exception, prefix));
+        Error.Write(ErrorReporter.Format(exception, ProgramName, prefix));
         if (Environment.GetEnvironmentVariable("QIMG_DEBUG") is { Length: > 0 })
         {
             // For maintainers: the whole story behind a one-line error.

@@ -188,17 +188,23 @@ internal static class CommandTable
         return null;
     }
 
-    /// <summary>The <c>-V</c> text.</summary>
-    public static string VersionText =>
-        $"{CliApplication.ProgramName} version {CliApplication.Version} (compatible with qemu-img version {CliApplication.CompatibleQemuVersion})\n" +
-        "A C# rebuild of QEMU's disk image utility; qemu-img is Copyright (c) 2003-2022 Fabrice Bellard and the QEMU Project developers\n";
+    /// <summary>
+    /// The <c>-V</c> text. Under the name qemu-img (a drop-in install), the first line is one that scripts parsing
+    /// qemu-img's version accept, "qemu-img version 7.2.22 (qimg 0.1.0)", followed by qemu-img's copyright line;
+    /// under any other name, qimg's own version.
+    /// </summary>
+    public static string VersionText(string programName) => programName == ProgramIdentity.QemuImgName
+        ? $"qemu-img version {CliApplication.CompatibleQemuFullVersion} (qimg {CliApplication.Version})\n" +
+          "Copyright (c) 2003-2022 Fabrice Bellard and the QEMU Project developers\n"
+        : $"{programName} version {CliApplication.Version} (compatible with qemu-img version {CliApplication.CompatibleQemuVersion})\n" +
+          "A C# rebuild of QEMU's disk image utility; qemu-img is Copyright (c) 2003-2022 Fabrice Bellard and the QEMU Project developers\n";
 
-    /// <summary>Writes qemu-img's help text, with qimg's name and qimg's own list of supported formats.</summary>
-    public static void WriteHelp(TextWriter writer)
+    /// <summary>Writes qemu-img's help text, with the program's name and qimg's own list of supported formats.</summary>
+    public static void WriteHelp(TextWriter writer, string programName)
     {
         var text = new System.Text.StringBuilder();
-        text.Append(VersionText);
-        text.Append($"usage: {CliApplication.ProgramName} [standard options] command [command options]\n");
+        text.Append(VersionText(programName));
+        text.Append($"usage: {programName} [standard options] command [command options]\n");
         text.Append(
             "QEMU disk image utility\n" +
             "\n" +
@@ -249,13 +255,13 @@ internal static class CommandTable
             "  '-p' show progress of command (only certain commands)\n" +
             "  '-q' use Quiet mode - do not print any output (except errors)\n" +
             "  '-S' indicates the consecutive number of bytes (defaults to 4k) that must\n" +
-            "       contain only zeros for " + CliApplication.ProgramName + " to create a sparse image during\n" +
+            "       contain only zeros for " + programName + " to create a sparse image during\n" +
             "       conversion. If the number of bytes is 0, the source will not be scanned for\n" +
             "       unallocated or zero sectors, and the destination image will always be\n" +
             "       fully allocated\n" +
             "  '--output' takes the format in which the output must be done (human or json)\n" +
             "  '-n' skips the target volume creation (useful if the volume is created\n" +
-            "       prior to running " + CliApplication.ProgramName + ")\n" +
+            "       prior to running " + programName + ")\n" +
             "\n" +
             "Parameters to bitmap subcommand:\n" +
             "  'bitmap' is the name of the bitmap to manipulate, through one or more\n" +
@@ -303,7 +309,8 @@ internal static class CommandTable
         }
 
         text.Append("\n\n");
-        text.Append($"{CliApplication.ProgramName} is not part of QEMU: report its bugs to the qimg project, not to QEMU.\n");
+        // Whatever it is called, the program is qimg: its bugs are not QEMU's.
+        text.Append("qimg is not part of QEMU: report its bugs to the qimg project, not to QEMU.\n");
         text.Append("More information on the QEMU project at <https://qemu.org>.\n");
         writer.Write(text.ToString());
     }

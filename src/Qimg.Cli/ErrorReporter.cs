@@ -38,6 +38,6 @@ internal static class ErrorReporter
     };
 
     /// <summary>The complete stderr text for <paramref name="exception"/>: "qimg: {prefix}{message}\n{hint}".</summary>
-    public static string Format(Exception exception, string? prefix = null) =>
-        $"{CliApplication.ProgramName}: {prefix}{Describe(exception)}\n{HintOf(exception)}";
+    public static string Format(Exception exception, string programName, string? prefix = null) =>
+        $"{programName}: {ProgramIdentity.Rename($"{prefix}{Describe(exception)}\n{HintOf(exception)}", programName)}";
 }

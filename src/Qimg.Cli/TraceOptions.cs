@@ -15,10 +15,10 @@ internal static class TraceOptions
         new("file", OptionType.String, string.Empty),
     ];
 
-    public static void Process(string argument, TextWriter stdout, TextWriter stderr)
+    public static void Process(string argument, TextWriter stdout, TextWriter stderr, string programName)
     {
         IReadOnlyList<OptionPair> pairs = OptionString.Split(argument, "enable", out bool helpWanted,
-            flagWarning: message => stderr.Write($"{CliApplication.ProgramName}: warning: {message}\n"));
+            flagWarning: message => stderr.Write($"{programName}: warning: {message}\n"));
         if (helpWanted)
         {
             stdout.Write("trace options:\n" + OptionList.FormatHelp(s_descriptors));
@@ -39,7 +39,7 @@ internal static class TraceOptions
             }
             catch (OptionException e)
             {
-                stderr.Write($"{CliApplication.ProgramName}: {e.Message}\n");
+                stderr.Write($"{programName}: {e.Message}\n");
                 throw new CliExitException(1);
             }
         }
@@ -52,7 +52,7 @@ internal static class TraceOptions
                 throw new CliExitException(0);
             }
 
-            Enable(enable, stderr);
+            Enable(enable, stderr, programName);
         }
 
         if (values.GetString("events") is string eventsFile)
@@ -65,7 +65,7 @@ internal static class TraceOptions
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
                 // QEMU reports it with the file as location and no space: "qemu-img:FILE: message".
-                stderr.Write($"{CliApplication.ProgramName}:{eventsFile}: {ErrorReporter.Describe(e)}\n");
+                stderr.Write($"{programName}:{eventsFile}: {ErrorReporter.Describe(e)}\n");
                 throw new CliExitException(1);
             }
 
@@ -73,18 +73,18 @@ internal static class TraceOptions
             {
                 if (line.Length != 0 && line[0] != '#')
                 {
-                    Enable(line, stderr);
+                    Enable(line, stderr, programName);
                 }
             }
         }
     }
 
-    private static void Enable(string pattern, TextWriter stderr)
+    private static void Enable(string pattern, TextWriter stderr, string programName)
     {
         string name = pattern.StartsWith('-') ? pattern[1..] : pattern;
         if (!name.Contains('*'))
         {
-            stderr.Write($"{CliApplication.ProgramName}: warning: trace event '{name}' does not exist\n");
+            stderr.Write($"{programName}: warning: trace event '{name}' does not exist\n");
         }
     }
 }

@@ -149,15 +149,13 @@ internal static class CheckCommand
     /// </summary>
     internal static void WriteMessage(CommandContext context, CheckMessage message)
     {
-        string text = message.Text.Replace("qemu-img ", CliApplication.ProgramName + " ", StringComparison.Ordinal);
         if (message.IsError)
         {
-            context.ReportError(text);
+            context.ReportError(message.Text);
         }
         else
         {
-            context.Out.Flush();
-            context.Error.Write(text + "\n");
+            context.ReportVerbatim(message.Text);
         }
     }
 }

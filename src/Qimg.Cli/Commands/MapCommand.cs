@@ -126,11 +126,7 @@ internal static class MapCommand
         }
         else
         {
-            context.Out.Write(MapRenderer.ToJson(entry));
-            if (!last)
-            {
-                context.Out.Write(",\n");
-            }
+            MapRenderer.WriteJson(context.Out, entry, last);
         }
 
         return true;

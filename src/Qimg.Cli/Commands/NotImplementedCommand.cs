@@ -16,7 +16,7 @@ internal static class NotImplementedCommand
                 throw context.ErrorExit("Not enough arguments");
             }
 
-            context = new CommandContext(context.Command, context.Args[..^1], context.Out, context.Error);
+            context = new CommandContext(context.Command, context.Args[..^1], context.Out, context.Error, context.ProgramName);
         }
 
         while (context.NextOption() != -1)

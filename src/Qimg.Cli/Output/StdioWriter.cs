@@ -27,11 +27,11 @@ internal sealed class StdioWriter : TextWriter
         }
     }
 
-    public override void Write(char value) => Guard(() => _inner.Write(value));
+    public override void Write(char value) => Write(new ReadOnlySpan<char>(in value));
 
-    public override void Write(string? value) => Guard(() => _inner.Write(value));
+    public override void Write(string? value) => Write(value.AsSpan());
 
-    public override void Write(char[] buffer, int index, int count) => Guard(() => _inner.Write(buffer, index, count));
+    public override void Write(char[] buffer, int index, int count) => Write(buffer.AsSpan(index, count));
 
     public override void Write(ReadOnlySpan<char> buffer)
     {

@@ -3,6 +3,11 @@ using System.Runtime.InteropServices;
 namespace Qimg.Diagnostics;
 
 /// <summary>Turns exceptions into the short strerror-style texts qemu-img prints ("No space left on device").</summary>
+/// <remarks>
+/// The library's messages use QEMU's words, program name included: advice to run a command says "qemu-img check -r
+/// all" and a line QEMU reports with error_report starts "qemu-img: ", as in QEMU. A front end that goes by another
+/// name puts its own there (qimg's CLI does, for messages, warnings and hints).
+/// </remarks>
 public static class ErrorText
 {
     /// <summary>

@@ -19,6 +19,18 @@ public static class Golden
         return actual;
     }
 
+    /// <summary>
+    /// Runs <paramref name="args"/> through qemu-img and through qimg invoked under the name qemu-img (a drop-in install)
+    /// and asserts identical output with nothing replaced.
+    /// </summary>
+    public static CommandResult AssertSameUnderQemuImgName(params string[] args)
+    {
+        CommandResult expected = Tools.QemuImg(args);
+        CommandResult actual = Tools.QimgNamed("qemu-img", args);
+        AssertEqual(expected, actual, args);
+        return actual;
+    }
+
     /// <summary>Asserts that two results are the same, with a readable diff on failure.</summary>
     public static void AssertEqual(CommandResult expected, CommandResult actual, string[] args)
     {

@@ -15,11 +15,14 @@ public static class Tools
     public static string QemuImgOk(params string[] args) => Ok("qemu-img", args);
 
     /// <summary>Runs qimg in this process with <paramref name="args"/>.</summary>
-    public static CommandResult Qimg(params string[] args)
+    public static CommandResult Qimg(params string[] args) => QimgNamed(ProgramIdentity.DefaultName, args);
+
+    /// <summary>Runs qimg in this process as if invoked under <paramref name="programName"/> (a link named qemu-img, say).</summary>
+    public static CommandResult QimgNamed(string programName, params string[] args)
     {
         var stdout = new StringWriter { NewLine = "\n" };
         var stderr = new StringWriter { NewLine = "\n" };
-        int code = CliApplication.Run(args, stdout, stderr);
+        int code = CliApplication.Run(args, stdout, stderr, programName);
         return new CommandResult(code, stdout.ToString(), stderr.ToString());
     }
 

@@ -53,7 +53,7 @@ internal sealed partial class Qcow2Check
             ReportError("ERROR " + invalid);
             if (count > Qcow2Layout.MaxSnapshots)
             {
-                Report($"You can force-remove all {count - Qcow2Layout.MaxSnapshots} overhanging snapshots with qimg check -r all");
+                Report($"You can force-remove all {count - Qcow2Layout.MaxSnapshots} overhanging snapshots with qemu-img check -r all");
             }
 
             SetSnapshots([], 0, 0);

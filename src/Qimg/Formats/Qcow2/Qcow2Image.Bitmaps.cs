@@ -431,8 +431,9 @@ public sealed partial class Qcow2Image : IPersistentBitmapHost
                 await SignalCorruptionAsync((InvalidDataException)e).ConfigureAwait(false);
             }
 
-            // An error_report line: QEMU prints it with the program name.
-            _message?.Invoke($"qimg: Lost persistent bitmaps during inactivation of node '{NodeName}': {ErrorText.Describe(e)}");
+            // An error_report line: QEMU prints it with the program name, which library texts spell "qemu-img" (a front end
+            // shows its own name; see ErrorText).
+            _message?.Invoke($"qemu-img: Lost persistent bitmaps during inactivation of node '{NodeName}': {ErrorText.Describe(e)}");
             return false;
         }
     }

@@ -86,7 +86,7 @@ internal static class Qcow2Snapshots
             {
                 if (!repair)
                 {
-                    throw new InvalidDataException($"Too much extra metadata in snapshot table entry {i}\nYou can force-remove this extra metadata with qimg check -r all");
+                    throw new InvalidDataException($"Too much extra metadata in snapshot table entry {i}\nYou can force-remove this extra metadata with qemu-img check -r all");
                 }
 
                 report?.Invoke($"Discarding too much extra metadata in snapshot table entry {i} ({extraSize} > {Qcow2Layout.MaxSnapshotExtraData})");
@@ -129,7 +129,7 @@ internal static class Qcow2Snapshots
             {
                 if (!repair)
                 {
-                    throw new InvalidDataException($"Snapshot table is too big\nYou can force-remove all {count - i} overhanging snapshots with qimg check -r all");
+                    throw new InvalidDataException($"Snapshot table is too big\nYou can force-remove all {count - i} overhanging snapshots with qemu-img check -r all");
                 }
 
                 report?.Invoke($"Discarding {count - i} overhanging snapshots (snapshot table is too big)");

@@ -181,7 +181,7 @@ public static class ImageConverter
             {
                 throw new OperationException(
                     $"Cannot copy inconsistent bitmap '{bitmap.Name}'",
-                    "Try --skip-broken-bitmaps, or use 'qimg bitmap --remove' to delete it\n");
+                    "Try --skip-broken-bitmaps, or use 'qemu-img bitmap --remove' to delete it\n");
             }
         }
     }

@@ -83,8 +83,8 @@ public sealed class Qcow2HeaderTests : IDisposable
         });
         long allocated = GC.GetTotalAllocatedBytes(true) - before;
         Assert.True(e is InvalidDataException or NotSupportedException, e.ToString());
-        // Hints name qimg where QEMU names qemu-img ("… with qimg check -r all").
-        Assert.Equal(message.Replace("qemu-img check", "qimg check", StringComparison.Ordinal), e.Message);
+        // The library words hints as QEMU does ("… with qemu-img check -r all"); the CLI puts its own name there.
+        Assert.Equal(message, e.Message);
         Assert.True(allocated < 16 << 20, $"{allocated} bytes allocated");
     }
 
