@@ -38,6 +38,7 @@ internal sealed class Qcow2Refcounts
     private readonly Qcow2FreedClusters _freed = new();
     private readonly long _reuseThreshold;
     private long _freedEpoch;
+    private bool _freeingL2References;
     private Qcow2MetadataCache _l2Cache = null!;
     private ulong[] _table;
     private int _maxTableIndex;
@@ -304,6 +305,23 @@ internal sealed class Qcow2Refcounts
     }
 
     /// <summary>
+    /// Frees clusters whose last reference was an L2 entry changed in the L2 cache: those that drop to 0 are not
+    /// reused before the next L2 cache flush (the other frees follow a table written and flushed, and are reusable at once).
+    /// </summary>
+    public async ValueTask FreeL2ReferencedClustersAsync(long offset, long size, Qcow2DiscardType type, CancellationToken cancellationToken)
+    {
+        _freeingL2References = true;
+        try
+        {
+            await FreeClustersAsync(offset, size, type, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _freeingL2References = false;
+        }
+    }
+
+    /// <summary>
     /// Finds <paramref name="size"/> bytes of free clusters without taking them (QEMU's alloc_clusters_noref): the
     /// search moves <see cref="FreeClusterIndex"/> past them.
     /// </summary>
@@ -429,7 +447,7 @@ internal sealed class Qcow2Refcounts
                 Qcow2RefcountBlock.Set(block.Data, blockIndex, refcount, _order);
                 if (refcount == 0)
                 {
-                    if (decrease)
+                    if (decrease && _freeingL2References)
                     {
                         NoteFreed(clusterIndex);
                     }
@@ -781,7 +799,6 @@ internal sealed class Qcow2Refcounts
             BlockCache.Release(block);
         }
 
-        NoteFreed(clusterIndex);
         if (clusterIndex < FreeClusterIndex)
         {
             FreeClusterIndex = clusterIndex;
