@@ -1010,7 +1010,7 @@ internal sealed class Qcow2ClusterMap
         switch (type)
         {
             case Qcow2ClusterType.Compressed:
-                await _refcounts.FreeClustersAsync(entry.CompressedOffset(ClusterBits), entry.CompressedLength(ClusterBits), discardType, cancellationToken).ConfigureAwait(false);
+                await _refcounts.FreeL2ReferencedClustersAsync(entry.CompressedOffset(ClusterBits), entry.CompressedLength(ClusterBits), discardType, cancellationToken).ConfigureAwait(false);
                 break;
             case Qcow2ClusterType.Normal:
             case Qcow2ClusterType.ZeroAllocated:
@@ -1020,7 +1020,7 @@ internal sealed class Qcow2ClusterMap
                 }
                 else
                 {
-                    await _refcounts.FreeClustersAsync(entry.HostClusterOffset, ClusterSize, discardType, cancellationToken).ConfigureAwait(false);
+                    await _refcounts.FreeL2ReferencedClustersAsync(entry.HostClusterOffset, ClusterSize, discardType, cancellationToken).ConfigureAwait(false);
                 }
 
                 break;

@@ -64,6 +64,9 @@ public sealed partial class Qcow2Image
 
             await _map.ShrinkL1TableAsync(newL1Size, cancellationToken).ConfigureAwait(false);
             await _refcounts.ShrinkTableAsync(cancellationToken).ConfigureAwait(false);
+
+            // The freed tail is cut off the file only once the tables that dropped it are durable.
+            await _refcounts.MakeFreedClustersReusableAsync(cancellationToken).ConfigureAwait(false);
             long fileLength = File.Length;
             long lastCluster = await _refcounts.GetLastUsedClusterAsync(fileLength, cancellationToken).ConfigureAwait(false);
             if ((lastCluster + 1) * clusterSize < fileLength)
@@ -188,6 +191,8 @@ public sealed partial class Qcow2Image
     {
         int clusterSize = _header.ClusterSize;
         int clusterBits = _header.ClusterBits;
+        // The new structures go right after the last used cluster: clusters freed past it must be reusable first.
+        await _refcounts.MakeFreedClustersReusableAsync(cancellationToken).ConfigureAwait(false);
         long oldFileSize = File.Length;
         long lastCluster = await _refcounts.GetLastUsedClusterAsync(oldFileSize, cancellationToken).ConfigureAwait(false);
         oldFileSize = (lastCluster + 1) * clusterSize;

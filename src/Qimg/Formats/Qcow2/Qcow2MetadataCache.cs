@@ -86,6 +86,12 @@ internal sealed class Qcow2MetadataCache
     /// <summary>Checks, before each table write, that the table does not overlap other metadata (may throw).</summary>
     public Action<long, int>? BeforeWrite { get; set; }
 
+    /// <summary>
+    /// Called when a <see cref="FlushAsync"/> starts; the action it returns (if any) runs once every table that was dirty
+    /// at that moment is written and the file flushed. The refcounts use it to learn when dropped references are durable.
+    /// </summary>
+    public Func<Action?>? FlushObserver { get; set; }
+
     public int Capacity => _capacity;
 
     /// <summary>Gets the table at <paramref name="offset"/>, reading it from the file on a miss. Release it when done.</summary>
@@ -234,8 +240,10 @@ internal sealed class Qcow2MetadataCache
     /// <summary>Writes every dirty table and flushes the file (QEMU's qcow2_cache_flush).</summary>
     public async ValueTask FlushAsync(CancellationToken cancellationToken)
     {
+        Action? flushed = FlushObserver?.Invoke();
         await WriteAsync(cancellationToken).ConfigureAwait(false);
         await FlushFile(cancellationToken).ConfigureAwait(false);
+        flushed?.Invoke();
     }
 
     public bool HasDirtyTables => _tables.Exists(t => t.Dirty && t.Offset != 0);

@@ -35,6 +35,11 @@ internal sealed class Qcow2Refcounts
     private readonly long _blockEntries;
     private readonly ulong _maxRefcount;
     private readonly List<(long Offset, long Length)> _discards = [];
+    private readonly Qcow2FreedClusters _freed = new();
+    private readonly long _reuseThreshold;
+    private long _freedEpoch;
+    private bool _freeingL2References;
+    private Qcow2MetadataCache _l2Cache = null!;
     private ulong[] _table;
     private int _maxTableIndex;
     private long _freeByteOffset;
@@ -51,14 +56,32 @@ internal sealed class Qcow2Refcounts
         _maxRefcount = Qcow2RefcountBlock.MaxRefcount(_order);
         _table = table;
         BlockCache = blockCache;
+        _reuseThreshold = Math.Max(16, ReuseThresholdBytes >> _clusterBits);
         UpdateMaxTableIndex();
     }
+
+    /// <summary>
+    /// How many bytes of freed clusters may wait before an allocation that meets one of them makes the drops durable
+    /// (one L2 cache flush) instead of allocating past them; bounds how far the file grows because of the rule.
+    /// </summary>
+    private const long ReuseThresholdBytes = 32L << 20;
 
     /// <summary>The refcount block cache.</summary>
     public Qcow2MetadataCache BlockCache { get; }
 
-    /// <summary>The L2 table cache (set by the image after both exist).</summary>
-    public Qcow2MetadataCache L2Cache { get; set; } = null!;
+    /// <summary>The L2 table cache (set by the image after both exist); its flushes make freed clusters reusable.</summary>
+    public Qcow2MetadataCache L2Cache
+    {
+        get => _l2Cache;
+        set
+        {
+            _l2Cache = value;
+            value.FlushObserver = OnL2CacheFlushStarting;
+        }
+    }
+
+    /// <summary>Number of freed clusters not yet reusable (tests).</summary>
+    internal long WaitingFreedClusters => _freed.Clusters;
 
     /// <summary>Cluster index where the next search for free clusters starts (QEMU's free_cluster_index).</summary>
     public long FreeClusterIndex { get; set; }
@@ -198,7 +221,7 @@ internal sealed class Qcow2Refcounts
             long free = 0;
             for (; free < count; free++)
             {
-                if (await GetRefcountAsync(clusterIndex + free, cancellationToken).ConfigureAwait(false) != 0)
+                if ((!_freed.IsEmpty && _freed.Contains(clusterIndex + free, out _)) || await GetRefcountAsync(clusterIndex + free, cancellationToken).ConfigureAwait(false) != 0)
                 {
                     break;
                 }
@@ -220,7 +243,7 @@ internal sealed class Qcow2Refcounts
     public async ValueTask<long> AllocateBytesAsync(int size, CancellationToken cancellationToken)
     {
         long offset = _freeByteOffset;
-        if (offset != 0 && await GetRefcountAsync(offset >> _clusterBits, cancellationToken).ConfigureAwait(false) == _maxRefcount)
+        if (offset != 0 && ((!_freed.IsEmpty && _freed.Contains(offset >> _clusterBits, out _)) || await GetRefcountAsync(offset >> _clusterBits, cancellationToken).ConfigureAwait(false) == _maxRefcount))
         {
             offset = 0;
         }
@@ -282,6 +305,23 @@ internal sealed class Qcow2Refcounts
     }
 
     /// <summary>
+    /// Frees clusters whose last reference was an L2 entry changed in the L2 cache: those that drop to 0 are not
+    /// reused before the next L2 cache flush (the other frees follow a table written and flushed, and are reusable at once).
+    /// </summary>
+    public async ValueTask FreeL2ReferencedClustersAsync(long offset, long size, Qcow2DiscardType type, CancellationToken cancellationToken)
+    {
+        _freeingL2References = true;
+        try
+        {
+            await FreeClustersAsync(offset, size, type, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _freeingL2References = false;
+        }
+    }
+
+    /// <summary>
     /// Finds <paramref name="size"/> bytes of free clusters without taking them (QEMU's alloc_clusters_noref): the
     /// search moves <see cref="FreeClusterIndex"/> past them.
     /// </summary>
@@ -297,6 +337,28 @@ internal sealed class Qcow2Refcounts
         for (long i = 0; i < count; i++)
         {
             long index = FreeClusterIndex++;
+            if (!_freed.IsEmpty && _freed.Contains(index, out long end))
+            {
+                // Freed in this session, and the dropped reference may not be durable yet: skip it, or, once enough
+                // waits, make every drop durable at once (the flush releases them and lowers FreeClusterIndex).
+                if (_freed.Clusters >= _reuseThreshold || _freed.RangeCount >= Qcow2FreedClusters.MaxRanges)
+                {
+                    FreeClusterIndex = index;
+                    await MakeFreedClustersReusableAsync(cancellationToken).ConfigureAwait(false);
+                    if (!_freed.IsEmpty && _freed.Contains(FreeClusterIndex, out end))
+                    {
+                        // Something freed during the flush itself: allocate past it this time.
+                        FreeClusterIndex = end;
+                    }
+                }
+                else
+                {
+                    FreeClusterIndex = end;
+                }
+
+                goto retry;
+            }
+
             if (await GetRefcountAsync(index, cancellationToken).ConfigureAwait(false) != 0)
             {
                 goto retry;
@@ -385,6 +447,11 @@ internal sealed class Qcow2Refcounts
                 Qcow2RefcountBlock.Set(block.Data, blockIndex, refcount, _order);
                 if (refcount == 0)
                 {
+                    if (decrease && _freeingL2References)
+                    {
+                        NoteFreed(clusterIndex);
+                    }
+
                     // A freed cluster may have been metadata: drop stale cached copies so they are never written back.
                     Qcow2CachedTable? stale = BlockCache.Find(clusterOffset);
                     if (stale is not null)
@@ -762,6 +829,56 @@ internal sealed class Qcow2Refcounts
 
         Qcow2ThrowHelper.Corruption("There are no references in the refcount table.");
         return -1;
+    }
+
+    // ------------------------------------------------------------ reuse of freed clusters
+
+    /// <summary>
+    /// Cluster <paramref name="clusterIndex"/> just lost its last reference: the metadata that dropped it (an L2 entry in
+    /// the cache, or a table written just before) may not be in the file yet, so the cluster waits until the next L2
+    /// cache flush before it can be allocated again. Reusing it earlier lets a crash leave the old reference pointing at
+    /// new data.
+    /// </summary>
+    private void NoteFreed(long clusterIndex)
+    {
+        _freed.Add(clusterIndex);
+        _freedEpoch++;
+    }
+
+    /// <summary>Flushes the L2 cache (and through its dependency the refcount blocks), which releases the waiting clusters.</summary>
+    public async ValueTask MakeFreedClustersReusableAsync(CancellationToken cancellationToken)
+    {
+        if (!_freed.IsEmpty)
+        {
+            await L2Cache.FlushAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// An L2 cache flush starts: once it has written every dirty table and flushed the file, every drop noted before it
+    /// is durable (L2 entries through the cache; L1 entries, refcount tables and other tables are written with a flush
+    /// before their clusters are freed). Drops noted during the flush wait for the next one.
+    /// </summary>
+    private Action? OnL2CacheFlushStarting()
+    {
+        if (_freed.IsEmpty)
+        {
+            return null;
+        }
+
+        long epoch = _freedEpoch;
+        return () =>
+        {
+            if (_freedEpoch == epoch && !_freed.IsEmpty)
+            {
+                if (_freed.Lowest < FreeClusterIndex)
+                {
+                    FreeClusterIndex = _freed.Lowest;
+                }
+
+                _freed.Clear();
+            }
+        };
     }
 
     // ------------------------------------------------------------ discards

@@ -103,7 +103,9 @@ public sealed class Qcow2BitmapTests : IDisposable
             ops.Add(new Op(kinds[random.Next(kinds.Length)], offset, length, (byte)random.Next(1, 256)));
         }
 
-        await AssertSameAsQemuIoAsync(original, [.. ops]);
+        // Zero writes and discards free clusters that QEMU reuses at once; qimg reuses them only after the L2 tables that
+        // dropped them are flushed (issue 7), so later data lands elsewhere: same bitmaps and data, not the same layout.
+        await AssertSameAsQemuIoAsync(original, [.. ops], sameLayout: false);
     }
 
     [Fact]
@@ -442,7 +444,7 @@ public sealed class Qcow2BitmapTests : IDisposable
     }
 
     /// <summary>Runs the operations through qemu-io and through qimg on copies of <paramref name="original"/>; the files must be identical.</summary>
-    private async Task AssertSameAsQemuIoAsync(string original, Op[] ops, bool leaksExpected = false)
+    private async Task AssertSameAsQemuIoAsync(string original, Op[] ops, bool leaksExpected = false, bool sameLayout = true)
     {
         string qemu = Copy(original, "qemu.qcow2");
         string qimg = Copy(original, "qimg.qcow2");
@@ -455,7 +457,16 @@ public sealed class Qcow2BitmapTests : IDisposable
             }
         }
 
-        AssertSameFile(qemu, qimg);
+        if (sameLayout)
+        {
+            AssertSameFile(qemu, qimg);
+        }
+        else
+        {
+            Assert.Equal(BitmapFile.Describe(qemu), BitmapFile.Describe(qimg));
+            QemuTools.Img("compare", "-q", qemu, qimg);
+        }
+
         if (leaksExpected)
         {
             Assert.Equal(QemuTools.Check(qemu).Output, QemuTools.Check(qimg).Output.Replace("qimg.qcow2", "qemu.qcow2", StringComparison.Ordinal));
