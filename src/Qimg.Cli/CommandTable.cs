@@ -171,7 +171,7 @@ internal static class CommandTable
             "resize [--object objectdef] [--image-opts] [-f fmt] [--preallocation=prealloc] [-q] [--shrink] filename [+ | -]size",
             ":f:hq",
             [Help, Object, ImageOpts, new("preallocation", ArgumentKind.Required, OptionPreallocation), new("shrink", ArgumentKind.None, OptionShrink)],
-            NotImplementedCommand.RunAsync),
+            ResizeCommand.RunAsync),
     ];
 
     /// <summary>The command called <paramref name="name"/> (exact match, as qemu-img), or null.</summary>

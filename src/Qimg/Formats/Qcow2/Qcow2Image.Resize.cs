@@ -10,14 +10,14 @@ public sealed partial class Qcow2Image
     /// (falloc) or zero-written (full) data clusters placed after fresh refcount structures. Shrinking frees the clusters
     /// past the new end, shrinks the L1 table and truncates the file after its last used cluster.
     /// </summary>
-    /// <exception cref="ArgumentException">The size is not a multiple of 512.</exception>
+    /// <exception cref="Operations.OperationException">The size is not a multiple of 512, or growing the L1 table failed (QEMU's messages).</exception>
     /// <exception cref="NotSupportedException">Shrinking with preallocation, a version 2 image with snapshots, or a persistent bitmap that is inconsistent.</exception>
     protected override async ValueTask TruncateCoreAsync(long length, PreallocationMode preallocation, bool exact, CancellationToken cancellationToken)
     {
         ThrowIfFailed();
         if (length % 512 != 0)
         {
-            throw new ArgumentException("The new size must be a multiple of 512", nameof(length));
+            throw new Operations.OperationException("The new size must be a multiple of 512");
         }
 
         await PrepareForWritingAsync(cancellationToken).ConfigureAwait(false);
@@ -80,7 +80,14 @@ public sealed partial class Qcow2Image
         }
         else
         {
-            await _map.GrowL1TableAsync(newL1Size, true, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await _map.GrowL1TableAsync(newL1Size, true, cancellationToken).ConfigureAwait(false);
+            }
+            catch (IOException e) when (!Qcow2ThrowHelper.IsCorruption(e))
+            {
+                throw new Operations.OperationException("Failed to grow the L1 table: " + Diagnostics.ErrorText.Describe(e), e);
+            }
             if (_header.IsDataFileRaw && preallocation == PreallocationMode.Off)
             {
                 // The raw data file must map 1:1, so the metadata of the new area is always preallocated.
