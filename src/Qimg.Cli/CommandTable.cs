@@ -131,7 +131,7 @@ internal static class CommandTable
             "dd [--image-opts] [-U] [-f fmt] [-O output_fmt] [bs=block_size] [count=blocks] [skip=blocks] if=input of=output",
             ":hf:O:U",
             [Help, Object, ImageOpts, ForceShare],
-            NotImplementedCommand.RunAsync),
+            DdCommand.RunAsync),
         new("info",
             "info [--object objectdef] [--image-opts] [-f fmt] [--output=ofmt] [--backing-chain] [-U] filename",
             ":f:hU",
