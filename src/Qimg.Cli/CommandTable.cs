@@ -156,7 +156,7 @@ internal static class CommandTable
             // qemu-img 7.2 passes no leading ':' here, so getopt prints its own messages and '?' shows the help.
             "hf:O:o:l:U",
             [Help, ImageOpts, Object, Output, new("size", ArgumentKind.Required, OptionSize), ForceShare],
-            NotImplementedCommand.RunAsync),
+            MeasureCommand.RunAsync),
         new("snapshot",
             "snapshot [--object objectdef] [--image-opts] [-U] [-q] [-l | -a snapshot | -c snapshot | -d snapshot] filename",
             ":la:c:d:hqU",
