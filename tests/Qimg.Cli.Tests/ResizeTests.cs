@@ -23,6 +23,16 @@ public sealed class ResizeImages : ImageSet
         Create("-f", "qcow2", "-o", "cluster_size=4k,refcount_bits=1", "{dir}/c.qcow2", "8M");
         Create("-f", "qcow2", "-o", "extended_l2=on", "{dir}/e.qcow2", "4M");
         Create("-f", "qcow2", "-b", "{dir}/q.qcow2", "-F", "qcow2", "{dir}/top.qcow2", "2M");
+
+        // Overlays smaller than their backing file: growing them must not let the backing file's data show through.
+        Create("-f", "qcow2", "{dir}/base.qcow2", "1M");
+        Io("base.qcow2", "qcow2", "write -P 0x11 0 1M");
+        Create("-f", "qcow2", "-b", "{dir}/base.qcow2", "-F", "qcow2", "{dir}/shrunk.qcow2");
+        Io("shrunk.qcow2", "qcow2", "write -P 0x22 0 1M");
+        QemuImg("resize", "--shrink", "{dir}/shrunk.qcow2", "520k");
+        Create("-f", "qcow2", "-o", "compat=0.10", "-b", "{dir}/base.qcow2", "-F", "qcow2", "{dir}/v2over.qcow2", "256k");
+        Create("-f", "qcow2", "-o", "extended_l2=on", "-b", "{dir}/base.qcow2", "-F", "qcow2", "{dir}/l2over.qcow2", "100k");
+        Create("-f", "qcow2", "-b", "{dir}/base.qcow2", "-F", "qcow2", "{dir}/over.qcow2", "100k");
     }
 }
 
@@ -79,6 +89,14 @@ public sealed class ResizeTests : IClassFixture<ResizeImages>
         "--shrink {dir}/b.qcow2 1M",
         "{dir}/top.qcow2 +1M",
         "--image-opts driver=qcow2,file.filename={dir}/q.qcow2 2M",
+        "{dir}/shrunk.qcow2 567k",
+        "{dir}/shrunk.qcow2 2M",
+        "{dir}/v2over.qcow2 2M",
+        "{dir}/l2over.qcow2 1M",
+        "{dir}/over.qcow2 +10k",
+        "{dir}/over.qcow2 3M",
+        "--preallocation=full {dir}/over.qcow2 3M",
+        "--preallocation=metadata {dir}/l2over.qcow2 3M",
         // Errors.
         "{dir}/r.img abc",
         "{dir}/r.img 1x",

@@ -120,6 +120,11 @@ public sealed partial class Qcow2Image
                 break;
         }
 
+        if (length > oldLength && Backing is BlockNode backing && backing.Length > oldLength)
+        {
+            await ZeroNewAreaAsync(oldLength, length, cancellationToken).ConfigureAwait(false);
+        }
+
         if (preallocation != PreallocationMode.Off)
         {
             await WriteCachesAsync(cancellationToken).ConfigureAwait(false);
@@ -129,6 +134,38 @@ public sealed partial class Qcow2Image
         _header.Size = (ulong)length;
         Volatile.Write(ref _length, length);
         TruncateBitmaps(length);
+    }
+
+    /// <summary>
+    /// Makes the grown area read as zeroes although the backing file has data there (QEMU's block layer asks qcow2 for
+    /// BDRV_REQ_ZERO_WRITE in that case): zero clusters from the first subcluster boundary on, explicit zeroes for the
+    /// unaligned head. Without it the backing file's data past the old end would show through.
+    /// </summary>
+    /// <exception cref="Operations.OperationException">A version 2 image cannot store zero clusters over a backing file.</exception>
+    private async ValueTask ZeroNewAreaAsync(long oldLength, long length, CancellationToken cancellationToken)
+    {
+        long subcluster = _map.SubclusterSize;
+        long zeroStart = RoundUp(oldLength, subcluster);
+        if (length > zeroStart && !await _map.ZeroizeAsync(zeroStart, length - zeroStart, false, length, cancellationToken).ConfigureAwait(false))
+        {
+            throw new Operations.OperationException("Failed to zero out new clusters: Operation not supported");
+        }
+
+        if (zeroStart > oldLength)
+        {
+            // Written below the block layer (the image still has its old size), as QEMU's qcow2_co_pwritev_part; the write
+            // takes the metadata lock itself.
+            byte[] zeroes = new byte[Math.Min(zeroStart, length) - oldLength];
+            _lock.Release();
+            try
+            {
+                await WriteCoreAsync(oldLength, zeroes, WriteFlags.None, cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                await _lock.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+        }
     }
 
     /// <summary>
