@@ -10,7 +10,8 @@ public sealed partial class Qcow2Image
     /// (falloc) or zero-written (full) data clusters placed after fresh refcount structures. Shrinking frees the clusters
     /// past the new end, shrinks the L1 table and truncates the file after its last used cluster.
     /// </summary>
-    /// <exception cref="Operations.OperationException">The size is not a multiple of 512, or growing the L1 table failed (QEMU's messages).</exception>
+    /// <exception cref="Operations.OperationException">The size is not a multiple of 512.</exception>
+    /// <exception cref="IOException">Growing the L1 table failed ("Failed to grow the L1 table: …", HResult the errno).</exception>
     /// <exception cref="NotSupportedException">Shrinking with preallocation, a version 2 image with snapshots, or a persistent bitmap that is inconsistent.</exception>
     protected override async ValueTask TruncateCoreAsync(long length, PreallocationMode preallocation, bool exact, CancellationToken cancellationToken)
     {
@@ -86,7 +87,8 @@ public sealed partial class Qcow2Image
             }
             catch (IOException e) when (!Qcow2ThrowHelper.IsCorruption(e))
             {
-                throw new Operations.OperationException("Failed to grow the L1 table: " + Diagnostics.ErrorText.Describe(e), e);
+                // Still an I/O error with its errno: image creation turns EFBIG into its "image size is too large" message.
+                throw new Protocols.File.FileIOException("Failed to grow the L1 table: " + Diagnostics.ErrorText.Describe(e), e.HResult);
             }
             if (_header.IsDataFileRaw && preallocation == PreallocationMode.Off)
             {
