@@ -89,6 +89,7 @@ public sealed class MeasureTests : IClassFixture<MeasureImages>
         "-O qcow2 -o compat=0.10,refcount_bits=8 --size 1M",
         "-O qcow2 -o cluster_size=512 --size 1P",
         "-O qcow2 -o encrypt.format=luks --size 1G",
+        "-O qcow2 -o encrypt.format=luks,encrypt.key-secret=sec0 --size 1G",
         "-O raw -o cluster_size=1k --size 1M",
         "-O bogus --size 1M",
         "-O vmdk --size 1M",
@@ -108,6 +109,20 @@ public sealed class MeasureTests : IClassFixture<MeasureImages>
         "{dir}/q.qcow2 {dir}/r.img",
         "",
     };
+
+    /// <summary>
+    /// LUKS-encrypted qcow2 targets. qemu-img benchmarks the key derivation while measuring and, on a busy machine, fails
+    /// with "Unable to get accurate CPU usage"; so the expected sizes are qemu-img 7.2.22's, recorded once.
+    /// </summary>
+    [Theory]
+    [InlineData("encrypt.format=luks,encrypt.key-secret=sec0", 2490368, 1076232192)]
+    [InlineData("encrypt.format=luks,encrypt.key-secret=sec0,encrypt.cipher-alg=aes-128,cluster_size=4k", 3690496, 1077432320)]
+    [InlineData("encrypt.format=luks,encrypt.key-secret=sec0,encrypt.cipher-mode=cbc", 1507328, 1075249152)]
+    public void Measure_Luks_SameSizesAsQemuImg(string options, long required, long fullyAllocated)
+    {
+        CommandResult result = Tools.Qimg("measure", "--object", "secret,id=sec0,data=123456", "-O", "qcow2", "-o", options, "--size", "1G");
+        Assert.Equal(new CommandResult(0, $"required size: {required}\nfully allocated size: {fullyAllocated}\n", string.Empty), result);
+    }
 
     [Theory]
     [MemberData(nameof(Commands))]

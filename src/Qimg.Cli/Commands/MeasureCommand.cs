@@ -115,6 +115,7 @@ internal static class MeasureCommand
                 Size = size,
                 TargetFormat = targetFormat,
                 Options = options,
+                Secrets = context.Secrets,
                 OpenOptions = ImageOpener.Options(context, forceShare),
             }).ConfigureAwait(false);
         }

@@ -25,8 +25,8 @@ public sealed class Qcow2Driver : FormatDriver, IImageSizeMeasurer
     public override IReadOnlyList<OptionDescriptor> CreateOptions => Qcow2CreateOptions.Descriptors;
 
     /// <inheritdoc/>
-    public ValueTask<ImageMeasurement> MeasureAsync(OptionValues options, FormatNode? source, CancellationToken cancellationToken = default) =>
-        Qcow2Measure.MeasureAsync(options, source, cancellationToken);
+    public ValueTask<ImageMeasurement> MeasureAsync(OptionValues options, FormatNode? source, SecretStore? secrets, CancellationToken cancellationToken = default) =>
+        Qcow2Measure.MeasureAsync(options, source, secrets, cancellationToken);
 
     /// <summary>QEMU's qcow2_probe: the magic and a version of at least 2, in a buffer holding a whole header.</summary>
     public override int Probe(ReadOnlySpan<byte> header, string? fileName) =>

@@ -12,7 +12,7 @@ namespace Qimg.Formats.Qcow2;
 /// </summary>
 internal static class Qcow2Measure
 {
-    public static async ValueTask<ImageMeasurement> MeasureAsync(OptionValues options, FormatNode? source, CancellationToken cancellationToken)
+    public static async ValueTask<ImageMeasurement> MeasureAsync(OptionValues options, FormatNode? source, SecretStore? secrets, CancellationToken cancellationToken)
     {
         bool extendedL2 = options.GetBool("extended_l2", false);
         ulong clusterSizeOption = options.GetSize("cluster_size", Qcow2Layout.DefaultClusterSize);
@@ -44,11 +44,20 @@ internal static class Qcow2Measure
         }
 
         bool hasBackingFile = options.GetString("backing_file") is not null;
+        long luksPayloadSize = 0;
         if (options.GetString("encrypt.format") == "luks")
         {
-            throw options.GetString("encrypt.key-secret") is null
-                ? new OptionException("Parameter 'encrypt.key-secret' is required for cipher")
-                : new OptionException("Measuring encrypted qcow2 images is not supported by qimg");
+            if (options.GetString("encrypt.key-secret") is not string secret)
+            {
+                throw new OptionException("Parameter 'encrypt.key-secret' is required for cipher");
+            }
+
+            if (secrets is null || !secrets.TryGet(secret, out _))
+            {
+                throw new OptionException($"No secret with id '{secret}'");
+            }
+
+            luksPayloadSize = RoundUp(LuksPayloadOffset(options), clusterSize);
         }
 
         // Checked in unsigned arithmetic as QEMU checks it; a size that passes fits a long.
@@ -83,7 +92,7 @@ internal static class Qcow2Measure
             required = virtualSize;
         }
 
-        long fullyAllocated = PreallocatedSize(virtualSize, clusterSize, BitOperations.TrailingZeroCount(refcountBits), l2EntrySize);
+        long fullyAllocated = luksPayloadSize + PreallocatedSize(virtualSize, clusterSize, BitOperations.TrailingZeroCount(refcountBits), l2EntrySize);
         long? bitmaps = null;
         if (version >= 3 && source is IPersistentBitmapHost { SupportsPersistentBitmaps: true } host)
         {
@@ -125,6 +134,33 @@ internal static class Qcow2Measure
         }
 
         return required;
+    }
+
+    /// <summary>
+    /// The bytes of a new LUKS header with its eight key slots (QEMU's qcrypto_block_calculate_payload_offset): each
+    /// slot's key material (master key length times 4000 stripes, in sectors, aligned to the 4 KiB header) after the
+    /// header. Only the AES ciphers in XTS or CBC mode are worked out here; qimg cannot create encrypted images.
+    /// </summary>
+    private static long LuksPayloadOffset(OptionValues options)
+    {
+        int? keyBytes = (options.GetString("encrypt.cipher-alg") ?? "aes-256") switch
+        {
+            "aes-128" => 16,
+            "aes-192" => 24,
+            "aes-256" => 32,
+            _ => null,
+        };
+        string mode = options.GetString("encrypt.cipher-mode") ?? "xts";
+        if (keyBytes is null || mode is not ("xts" or "cbc"))
+        {
+            throw new OptionException("Measuring images encrypted with this cipher is not supported by qimg");
+        }
+
+        const long SectorSize = 512;
+        const long HeaderSectors = 4096 / SectorSize;
+        long masterKeyBytes = keyBytes.Value * (mode == "xts" ? 2 : 1);
+        long splitKeySectors = RoundUp((masterKeyBytes * 4000 + SectorSize - 1) / SectorSize, HeaderSectors);
+        return (HeaderSectors + (8 * splitKeySectors)) * SectorSize;
     }
 
     /// <summary>QEMU's qcow2_calc_prealloc_size: header, L2 and L1 tables, refcount structures and every data cluster.</summary>

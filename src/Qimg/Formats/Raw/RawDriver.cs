@@ -40,7 +40,7 @@ public sealed class RawDriver : FormatDriver, IImageSizeMeasurer
     /// QEMU's raw_measure: the source's size, or the "size" option rounded up to a sector; unallocated sectors count
     /// towards the file size in raw images, so required and fully allocated are the same.
     /// </summary>
-    public ValueTask<ImageMeasurement> MeasureAsync(OptionValues options, FormatNode? source, CancellationToken cancellationToken = default)
+    public ValueTask<ImageMeasurement> MeasureAsync(OptionValues options, FormatNode? source, SecretStore? secrets, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(options);
         // A size near 2^64 wraps when rounded, as QEMU's ROUND_UP does.

@@ -61,7 +61,7 @@ public static class ImageMeasurer
 
             try
             {
-                return await measurer.MeasureAsync(values, source, cancellationToken).ConfigureAwait(false);
+                return await measurer.MeasureAsync(values, source, options.Secrets, cancellationToken).ConfigureAwait(false);
             }
             catch (Exception e) when (e is OptionException or IOException or InvalidDataException or NotSupportedException)
             {

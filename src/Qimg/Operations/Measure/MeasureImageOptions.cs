@@ -24,6 +24,9 @@ public sealed record MeasureImageOptions
     /// <summary>The target's create options (<c>-o</c>), or null.</summary>
     public string? Options { get; init; }
 
+    /// <summary>The secrets the options may name (<c>--object secret,…</c>), or null.</summary>
+    public Options.SecretStore? Secrets { get; init; }
+
     /// <summary>Open options for the source (locking, <c>-U</c>, warnings); it is always opened read-only.</summary>
     public ImageOpenOptions OpenOptions { get; init; } = new();
 }
