@@ -131,7 +131,7 @@ internal static class CommandTable
             "dd [--image-opts] [-U] [-f fmt] [-O output_fmt] [bs=block_size] [count=blocks] [skip=blocks] if=input of=output",
             ":hf:O:U",
             [Help, Object, ImageOpts, ForceShare],
-            NotImplementedCommand.RunAsync),
+            DdCommand.RunAsync),
         new("info",
             "info [--object objectdef] [--image-opts] [-f fmt] [--output=ofmt] [--backing-chain] [-U] filename",
             ":f:hU",
@@ -156,7 +156,7 @@ internal static class CommandTable
             // qemu-img 7.2 passes no leading ':' here, so getopt prints its own messages and '?' shows the help.
             "hf:O:o:l:U",
             [Help, ImageOpts, Object, Output, new("size", ArgumentKind.Required, OptionSize), ForceShare],
-            NotImplementedCommand.RunAsync),
+            MeasureCommand.RunAsync),
         new("snapshot",
             "snapshot [--object objectdef] [--image-opts] [-U] [-q] [-l | -a snapshot | -c snapshot | -d snapshot] filename",
             ":la:c:d:hqU",
@@ -171,7 +171,7 @@ internal static class CommandTable
             "resize [--object objectdef] [--image-opts] [-f fmt] [--preallocation=prealloc] [-q] [--shrink] filename [+ | -]size",
             ":f:hq",
             [Help, Object, ImageOpts, new("preallocation", ArgumentKind.Required, OptionPreallocation), new("shrink", ArgumentKind.None, OptionShrink)],
-            NotImplementedCommand.RunAsync),
+            ResizeCommand.RunAsync),
     ];
 
     /// <summary>The command called <paramref name="name"/> (exact match, as qemu-img), or null.</summary>

@@ -111,11 +111,8 @@ public class CommandLineTests
     [InlineData("amend", "-o", "x=y", "-q", "f")]
     [InlineData("bench", "-c", "1", "f")]
     [InlineData("commit", "f")]
-    [InlineData("dd", "if=f", "of=g")]
-    [InlineData("measure", "--size", "1G")]
     [InlineData("snapshot", "-l", "f")]
     [InlineData("rebase", "-u", "-b", "", "f")]
-    [InlineData("resize", "f", "1G")]
     public void PendingCommands_ScanOptionsThenSayNotImplemented(params string[] args)
     {
         CommandResult result = Tools.Qimg(args);

@@ -304,7 +304,7 @@ internal static class ConvertCommand
     /// <summary>
     /// <c>-l</c>: "snapshot.id=ID,snapshot.name=NAME" (QEMU's internal_snapshot_opts) or a bare ID or name.
     /// </summary>
-    private static bool TryParseSnapshot(CommandContext context, string text, out SnapshotSelector? snapshot)
+    internal static bool TryParseSnapshot(CommandContext context, string text, out SnapshotSelector? snapshot)
     {
         snapshot = null;
         if (!text.StartsWith("snapshot.", StringComparison.Ordinal))

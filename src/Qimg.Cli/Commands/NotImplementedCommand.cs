@@ -8,17 +8,6 @@ internal static class NotImplementedCommand
 {
     public static ValueTask<int> RunAsync(CommandContext context)
     {
-        if (context.Command.Name == "resize")
-        {
-            // qemu-img resize takes the size off the end of argv before scanning (so that "-1G" is not an option).
-            if (context.Args.Length < 3)
-            {
-                throw context.ErrorExit("Not enough arguments");
-            }
-
-            context = new CommandContext(context.Command, context.Args[..^1], context.Out, context.Error, context.ProgramName);
-        }
-
         while (context.NextOption() != -1)
         {
         }

@@ -202,7 +202,7 @@ public sealed record Qcow2CreateOptions
     }
 
     /// <summary>QEMU's validate_cluster_size.</summary>
-    private static void ValidateClusterSize(ulong clusterSize, bool extendedL2)
+    internal static void ValidateClusterSize(ulong clusterSize, bool extendedL2)
     {
         int bits = System.Numerics.BitOperations.TrailingZeroCount((uint)clusterSize);
         if (bits < Qcow2Layout.MinClusterBits || bits > Qcow2Layout.MaxClusterBits || 1UL << bits != clusterSize)

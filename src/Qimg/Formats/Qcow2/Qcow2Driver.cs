@@ -6,7 +6,7 @@ using Qimg.Protocols;
 namespace Qimg.Formats.Qcow2;
 
 /// <summary>The qcow2 format (QEMU copy-on-write, version 2 and 3): probing, opening and creation.</summary>
-public sealed class Qcow2Driver : FormatDriver
+public sealed class Qcow2Driver : FormatDriver, IImageSizeMeasurer
 {
     public static Qcow2Driver Instance { get; } = new();
 
@@ -23,6 +23,10 @@ public sealed class Qcow2Driver : FormatDriver
     public override bool SupportsCompressedWrites => true;
 
     public override IReadOnlyList<OptionDescriptor> CreateOptions => Qcow2CreateOptions.Descriptors;
+
+    /// <inheritdoc/>
+    public ValueTask<ImageMeasurement> MeasureAsync(OptionValues options, FormatNode? source, SecretStore? secrets, CancellationToken cancellationToken = default) =>
+        Qcow2Measure.MeasureAsync(options, source, secrets, cancellationToken);
 
     /// <summary>QEMU's qcow2_probe: the magic and a version of at least 2, in a buffer holding a whole header.</summary>
     public override int Probe(ReadOnlySpan<byte> header, string? fileName) =>

@@ -10,14 +10,15 @@ public sealed partial class Qcow2Image
     /// (falloc) or zero-written (full) data clusters placed after fresh refcount structures. Shrinking frees the clusters
     /// past the new end, shrinks the L1 table and truncates the file after its last used cluster.
     /// </summary>
-    /// <exception cref="ArgumentException">The size is not a multiple of 512.</exception>
+    /// <exception cref="Operations.OperationException">The size is not a multiple of 512.</exception>
+    /// <exception cref="IOException">Growing the L1 table failed ("Failed to grow the L1 table: …", HResult the errno).</exception>
     /// <exception cref="NotSupportedException">Shrinking with preallocation, a version 2 image with snapshots, or a persistent bitmap that is inconsistent.</exception>
     protected override async ValueTask TruncateCoreAsync(long length, PreallocationMode preallocation, bool exact, CancellationToken cancellationToken)
     {
         ThrowIfFailed();
         if (length % 512 != 0)
         {
-            throw new ArgumentException("The new size must be a multiple of 512", nameof(length));
+            throw new Operations.OperationException("The new size must be a multiple of 512");
         }
 
         await PrepareForWritingAsync(cancellationToken).ConfigureAwait(false);
@@ -83,7 +84,15 @@ public sealed partial class Qcow2Image
         }
         else
         {
-            await _map.GrowL1TableAsync(newL1Size, true, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await _map.GrowL1TableAsync(newL1Size, true, cancellationToken).ConfigureAwait(false);
+            }
+            catch (IOException e) when (!Qcow2ThrowHelper.IsCorruption(e))
+            {
+                // Still an I/O error with its errno: image creation turns EFBIG into its "image size is too large" message.
+                throw new Protocols.File.FileIOException("Failed to grow the L1 table: " + Diagnostics.ErrorText.Describe(e), e.HResult);
+            }
             if (_header.IsDataFileRaw && preallocation == PreallocationMode.Off)
             {
                 // The raw data file must map 1:1, so the metadata of the new area is always preallocated.
@@ -116,6 +125,11 @@ public sealed partial class Qcow2Image
                 break;
         }
 
+        if (length > oldLength && Backing is BlockNode backing && backing.Length > oldLength)
+        {
+            await ZeroNewAreaAsync(oldLength, length, cancellationToken).ConfigureAwait(false);
+        }
+
         if (preallocation != PreallocationMode.Off)
         {
             await WriteCachesAsync(cancellationToken).ConfigureAwait(false);
@@ -125,6 +139,38 @@ public sealed partial class Qcow2Image
         _header.Size = (ulong)length;
         Volatile.Write(ref _length, length);
         TruncateBitmaps(length);
+    }
+
+    /// <summary>
+    /// Makes the grown area read as zeroes although the backing file has data there (QEMU's block layer asks qcow2 for
+    /// BDRV_REQ_ZERO_WRITE in that case): zero clusters from the first subcluster boundary on, explicit zeroes for the
+    /// unaligned head. Without it the backing file's data past the old end would show through.
+    /// </summary>
+    /// <exception cref="Operations.OperationException">A version 2 image cannot store zero clusters over a backing file.</exception>
+    private async ValueTask ZeroNewAreaAsync(long oldLength, long length, CancellationToken cancellationToken)
+    {
+        long subcluster = _map.SubclusterSize;
+        long zeroStart = RoundUp(oldLength, subcluster);
+        if (length > zeroStart && !await _map.ZeroizeAsync(zeroStart, length - zeroStart, false, length, cancellationToken).ConfigureAwait(false))
+        {
+            throw new Operations.OperationException("Failed to zero out new clusters: Operation not supported");
+        }
+
+        if (zeroStart > oldLength)
+        {
+            // Written below the block layer (the image still has its old size), as QEMU's qcow2_co_pwritev_part; the write
+            // takes the metadata lock itself.
+            byte[] zeroes = new byte[Math.Min(zeroStart, length) - oldLength];
+            _lock.Release();
+            try
+            {
+                await WriteCoreAsync(oldLength, zeroes, WriteFlags.None, cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                await _lock.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+        }
     }
 
     /// <summary>

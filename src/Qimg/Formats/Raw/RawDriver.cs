@@ -8,7 +8,7 @@ namespace Qimg.Formats.Raw;
 /// The raw format: guest bytes are file bytes, optionally a window of the file (the <c>offset</c> and <c>size</c>
 /// driver options). QEMU's block/raw-format.c.
 /// </summary>
-public sealed class RawDriver : FormatDriver
+public sealed class RawDriver : FormatDriver, IImageSizeMeasurer
 {
     /// <summary>How many bytes at the start of a probed raw image are protected from becoming another format's header.</summary>
     internal const int ProbeSize = 512;
@@ -35,6 +35,18 @@ public sealed class RawDriver : FormatDriver
         new("offset", OptionType.Size, "offset in the disk where the image starts"),
         new("size", OptionType.Size, "virtual disk size"),
     ];
+
+    /// <summary>
+    /// QEMU's raw_measure: the source's size, or the "size" option rounded up to a sector; unallocated sectors count
+    /// towards the file size in raw images, so required and fully allocated are the same.
+    /// </summary>
+    public ValueTask<ImageMeasurement> MeasureAsync(OptionValues options, FormatNode? source, SecretStore? secrets, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        // A size near 2^64 wraps when rounded, as QEMU's ROUND_UP does.
+        ulong required = source is not null ? (ulong)source.Length : unchecked((options.GetSize("size", 0) + 511) / 512 * 512);
+        return ValueTask.FromResult(new ImageMeasurement(required, required));
+    }
 
     /// <summary>Raw matches anything, with the lowest score, so that any real format wins.</summary>
     public override int Probe(ReadOnlySpan<byte> header, string? fileName) => 1;

@@ -96,6 +96,7 @@ public sealed class RawImage : FormatNode
         File.DiscardAsync(offset + _offset, length, cancellationToken);
 
     /// <exception cref="NotSupportedException">The <c>size</c> option fixes the size ("Cannot resize fixed-size raw disks").</exception>
+    /// <exception cref="Operations.OperationException">The size plus the <c>offset</c> option is past 2^63.</exception>
     protected override ValueTask TruncateCoreAsync(long length, PreallocationMode preallocation, bool exact, CancellationToken cancellationToken)
     {
         if (_size is not null)
@@ -105,7 +106,7 @@ public sealed class RawImage : FormatNode
 
         if (long.MaxValue - length < _offset)
         {
-            throw new ArgumentOutOfRangeException(nameof(length), "Disk size too large for the chosen offset");
+            throw new Operations.OperationException("Disk size too large for the chosen offset");
         }
 
         return File.TruncateAsync(length + _offset, preallocation, exact, cancellationToken);

@@ -261,7 +261,7 @@ public static class ImageConverter
         }
     }
 
-    private static async ValueTask LoadSnapshotAsync(FormatNode source, SnapshotSelector snapshot, CancellationToken cancellationToken)
+    internal static async ValueTask LoadSnapshotAsync(FormatNode source, SnapshotSelector snapshot, CancellationToken cancellationToken)
     {
         try
         {
