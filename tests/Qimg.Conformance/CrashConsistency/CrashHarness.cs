@@ -154,7 +154,8 @@ public static partial class CrashHarness
         }
 
         byte[] actual = File.ReadAllBytes(raw);
-        if (actual.Length != scenario.NewData.Length)
+        bool oldSize = scenario.OldSizeAllowed && old is not null && actual.Length == old.Length && !requireNew;
+        if (actual.Length != scenario.NewData.Length && !oldSize)
         {
             return $"the guest size is {actual.Length}, expected {scenario.NewData.Length}";
         }
@@ -172,7 +173,7 @@ public static partial class CrashHarness
                 return $"block at {offset:#,0} (0x{offset:x}) differs from the new data";
             }
 
-            if (block.IndexOfAnyExcept((byte)0) < 0 || (old is not null && block.SequenceEqual(old.AsSpan(offset, BlockSize))))
+            if (block.IndexOfAnyExcept((byte)0) < 0 || (old is not null && offset + BlockSize <= old.Length && block.SequenceEqual(old.AsSpan(offset, BlockSize))))
             {
                 continue;
             }

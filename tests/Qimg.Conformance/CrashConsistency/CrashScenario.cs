@@ -19,6 +19,12 @@ public sealed class CrashScenario
     public required byte[] NewData { get; init; }
 
     /// <summary>
+    /// The command changes the guest size (resize): a kill may leave the old size, whose blocks are then judged the same
+    /// way over the old length.
+    /// </summary>
+    public bool OldSizeAllowed { get; init; }
+
+    /// <summary>
     /// The number of errors (not leaks) <c>qemu-img check</c> may report on an image left behind: 0 for commands that
     /// start from a clean image; a repair may leave no more than the image had before it started.
     /// </summary>

@@ -10,7 +10,7 @@ public static class CrashWorkloads
 {
     private const int MiB = 1 << 20;
 
-    public static IReadOnlyList<CrashWorkload> All { get; } = [Convert(), ConvertOverExisting(), CheckRepairAll()];
+    public static IReadOnlyList<CrashWorkload> All { get; } = [Convert(), ConvertOverExisting(), CheckRepairAll(), Dd(), ResizeGrowFull()];
 
     public static CrashWorkload ByName(string name) => All.Single(w => w.Name == name);
 
@@ -128,6 +128,61 @@ public static class CrashWorkloads
                 OldData = data,
                 NewData = data,
                 AllowedCheckErrors = errors,
+            };
+        },
+    };
+
+    /// <summary>
+    /// <c>dd -O qcow2</c> of a raw source with data and holes into a new image (64 KiB blocks): every block shows the new
+    /// data or zeros.
+    /// </summary>
+    public static CrashWorkload Dd() => new()
+    {
+        Name = "dd",
+        Setup = directory =>
+        {
+            string source = Path.Combine(directory, "s.raw");
+            byte[] data = new byte[ImageBytes];
+            var random = new Random(13);
+            for (int offset = 0; offset < data.Length; offset += MiB)
+            {
+                if (offset / MiB % 2 == 0)
+                {
+                    random.NextBytes(data.AsSpan(offset, 3 * MiB / 4));
+                }
+            }
+
+            WriteSparse(source, data);
+            string target = Path.Combine(directory, "t.qcow2");
+            return new CrashScenario { Arguments = ["dd", "-O", "qcow2", "bs=64k", "if=" + source, "of=" + target], Target = target, NewData = data };
+        },
+    };
+
+    /// <summary>
+    /// <c>resize --preallocation=full</c> growing a qcow2 with data to three times its size: the old range keeps its
+    /// data, the new range reads as zeros, and a kill leaves the old size or the new one.
+    /// </summary>
+    public static CrashWorkload ResizeGrowFull() => new()
+    {
+        Name = "resize-full",
+        Setup = directory =>
+        {
+            int size = ImageBytes;
+            string initial = Path.Combine(directory, "r0.qcow2");
+            Tool("qemu-img", "create", "-q", "-f", "qcow2", initial, size.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            Tool("qemu-io", "-c", "write -P 0x44 0 2M", "-c", $"write -P 0x55 {size - MiB} 1M", initial);
+            byte[] old = CrashHarness.ReadGuest(initial, Path.Combine(directory, "r0.raw"));
+            byte[] data = new byte[3 * size];
+            old.CopyTo(data, 0);
+            string target = Path.Combine(directory, "r.qcow2");
+            return new CrashScenario
+            {
+                Arguments = ["resize", "--preallocation=full", target, (3L * size).ToString(System.Globalization.CultureInfo.InvariantCulture)],
+                Target = target,
+                InitialTarget = initial,
+                OldData = old,
+                NewData = data,
+                OldSizeAllowed = true,
             };
         },
     };
