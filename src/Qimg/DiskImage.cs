@@ -147,7 +147,14 @@ public static class DiskImage
         }
 
         ProtocolDriver protocol = FindProtocol(registry, fileName);
-        var protocolOptions = new ProtocolOpenOptions(options.ReadOnly, options.Cache, options.ForceShare, options.Locking);
+        CacheMode cache = options.Cache;
+        if (options.DriverOptions?.GetString(ImageSource.DirectOption) is string direct)
+        {
+            // cache.direct from --image-opts or json: wins over the command's cache mode for this file, as in QEMU.
+            cache = cache with { Direct = direct == "on" };
+        }
+
+        var protocolOptions = new ProtocolOpenOptions(options.ReadOnly, cache, options.ForceShare, options.Locking);
         BlockNode file = await OpenFileAsync(protocol, fileName, protocolOptions, named, cancellationToken).ConfigureAwait(false);
         try
         {

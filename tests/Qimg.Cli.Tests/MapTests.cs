@@ -47,4 +47,28 @@ public class MapTests : IClassFixture<RawImages>
     [InlineData("map")]
     [InlineData("map", "a", "b")]
     public void Map_Errors_SameAsQemuImg(params string[] args) => Golden.AssertSame(_raw.Expand(args));
+
+    /// <summary>
+    /// iotest 253: with <c>cache.direct=on</c> the file is opened with O_DIRECT, so its request alignment is the
+    /// O_DIRECT block size and a data extent ending at an unaligned end of file is rounded up to it (qimg ignored the
+    /// option and split off a one-byte zero extent).
+    /// </summary>
+    [Theory]
+    [InlineData("cache.direct=on")]
+    [InlineData("file.cache.direct=on")]
+    [InlineData("cache.direct=off")]
+    public void Map_CacheDirectOnUnalignedFile_SameAsQemuImg(string direct)
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("u.raw");
+        const int Size = (1 << 20) - 1;
+        Tools.QemuImgOk("create", "-q", "-f", "raw", path, Size.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Tools.QemuIo("-f", "raw", "-c", $"write {(1 << 20) - 65536} {Size - (1 << 20) + 65536}", path);
+        using (var file = new FileStream(path, FileMode.Open, FileAccess.Write))
+        {
+            file.SetLength(Size);
+        }
+
+        Golden.AssertSame("map", "--output=json", "--image-opts", $"driver=raw,file.driver=file,file.filename={path},{direct}");
+    }
 }

@@ -21,6 +21,12 @@ public sealed record ImageSource(string FileName, string? Format, OptionValues? 
         "node-name", "read-only", "auto-read-only", "force-share", "cache.direct", "cache.no-flush", "discard", "detect-zeroes",
     ];
 
+    /// <summary>
+    /// The driver option that carries <c>cache.direct</c> (or <c>file.cache.direct</c>) to the opener, which opens the
+    /// file with O_DIRECT when it is "on" whatever the command's cache mode.
+    /// </summary>
+    public const string DirectOption = "cache.direct";
+
     /// <summary>The options of QEMU's file protocol.</summary>
     private static readonly string[] s_fileOptions =
     [
@@ -129,6 +135,14 @@ public sealed record ImageSource(string FileName, string? Format, OptionValues? 
         foreach (string key in order)
         {
             string value = values[key];
+            if (key is "cache.direct" or "file.cache.direct")
+            {
+                // O_DIRECT for the file (QEMU passes the node's cache options down to its file child); the opener
+                // reads it from the driver options.
+                driverOptions.Set(DirectOption, OptionValues.ParseBool(key, value) ? "on" : "off");
+                continue;
+            }
+
             if (key == "driver" || Array.IndexOf(s_commonOptions, key) >= 0)
             {
                 continue;
