@@ -57,13 +57,26 @@ public static class DiskImage
     /// <exception cref="ImplicitOpenDeniedException">The policy refuses the file.</exception>
     internal static ValueTask<FormatNode> OpenNamedBackingAsync(string referencedBy, string fileName, ImageOpenOptions options, CancellationToken cancellationToken)
     {
-        ImageSource source = fileName.StartsWith("json:", StringComparison.Ordinal)
-            ? ImageSource.FromFileName(fileName, options.Format)
-            : new ImageSource(fileName, options.Format, null);
-        var request = new ImplicitOpenRequest(ImplicitOpenKind.Backing, referencedBy, source.FileName, source.Format);
-        options.Policy.Authorize(request);
+        ImageSource source = SourceFor(fileName, options.Format);
+        (ImplicitOpenRequest Request, string? Beneath) named = AuthorizeBacking(options.Policy, referencedBy, source);
         options = options with { Format = source.Format, DriverOptions = source.DriverOptions, NoBacking = true };
-        return OpenChainAsync(source.FileName, options, [], options.Permissions, (request, options.Policy.ConfineTo(request)), cancellationToken);
+        return OpenChainAsync(source.FileName, options, [], options.Permissions, named, cancellationToken);
+    }
+
+    /// <summary>The source a resolved name stands for: "json:{…}" names parsed (a given format wins), others as they are.</summary>
+    private static ImageSource SourceFor(string name, string? format) =>
+        name.StartsWith("json:", StringComparison.Ordinal) ? ImageSource.FromFileName(name, format) : new ImageSource(name, format, null);
+
+    /// <summary>
+    /// Passes a backing file named by <paramref name="referencedBy"/> through the open policy; returns the request and
+    /// the directory the open must stay beneath, for <see cref="OpenChainAsync"/>.
+    /// </summary>
+    /// <exception cref="ImplicitOpenDeniedException">The policy refuses the file.</exception>
+    private static (ImplicitOpenRequest Request, string? Beneath) AuthorizeBacking(ImplicitOpenPolicy policy, string referencedBy, ImageSource source)
+    {
+        var request = new ImplicitOpenRequest(ImplicitOpenKind.Backing, referencedBy, source.FileName, source.Format);
+        policy.Authorize(request);
+        return (request, policy.ConfineTo(request));
     }
 
     /// <summary>
@@ -74,10 +87,7 @@ public static class DiskImage
     /// <exception cref="ImageOpenException">A "json:" name that does not parse or describes nothing qimg can open.</exception>
     public static ImageSource ResolveBacking(string imageFileName, string backingName, string? backingFormat)
     {
-        string resolved = ResolveRelativeTo(imageFileName, backingName);
-        return resolved.StartsWith("json:", StringComparison.Ordinal)
-            ? ImageSource.FromFileName(resolved, backingFormat)
-            : new ImageSource(resolved, backingFormat, null);
+        return SourceFor(ResolveRelativeTo(imageFileName, backingName), backingFormat);
     }
 
     /// <param name="permissions">What the users of this image need and share: the caller's for the top image, what the
@@ -103,15 +113,14 @@ public static class DiskImage
                         throw new ImageOpenException($"Backing file '{backingName}' creates an infinite loop.");
                     }
 
-                    var request = new ImplicitOpenRequest(ImplicitOpenKind.Backing, image.FileName, source.FileName, source.Format);
-                    options.Policy.Authorize(request);
+                    (ImplicitOpenRequest Request, string? Beneath) backingRequest = AuthorizeBacking(options.Policy, image.FileName, source);
                     var backingOptions = options with
                     {
                         Format = source.Format,
                         ReadOnly = true,
                         DriverOptions = source.DriverOptions,
                     };
-                    backing = await OpenChainAsync(source.FileName, backingOptions, chain, permissions.ForCowChild(), (request, options.Policy.ConfineTo(request)), cancellationToken).ConfigureAwait(false);
+                    backing = await OpenChainAsync(source.FileName, backingOptions, chain, permissions.ForCowChild(), backingRequest, cancellationToken).ConfigureAwait(false);
                 }
                 catch (ImageOpenException e) when (e.Message.EndsWith("creates an infinite loop.", StringComparison.Ordinal))
                 {
